@@ -1,0 +1,278 @@
+"""``CAPMixDetector``: the PyOD-style estimator tying windows, injection, revision and the TCN together.
+
+``__init__`` only stores the config; ``fit`` learns and returns ``self``; learned state
+ends in ``_``; ``decision_function`` gives one score per point, higher = more anomalous.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from capmix import __version__
+from capmix.config import DetectorConfig
+from capmix.model import TCN
+from capmix.training import (
+    EpochLog,
+    build_training_data,
+    predict_proba,
+    resolve_device,
+    seed_everything,
+    train_model,
+)
+from capmix.windows import StandardScaler, point_scores, sliding_windows
+
+FORMAT_VERSION = 1
+_FILES = ("config.json", "state.json", "weights.pt")
+
+
+class NotFittedError(RuntimeError):
+    """The detector was used before ``fit`` or ``load``."""
+
+
+class ModelFileError(ValueError):
+    """A saved model directory is missing files, truncated or tampered with."""
+
+
+def as_series(X: Any, name: str = "X") -> np.ndarray:
+    """Check and convert user input to a finite float64 ``(T, C)`` array, naming what is wrong."""
+    try:
+        arr = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be numeric (T,) or (T, C) data: {exc}") from exc
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must have shape (T,) or (T, C), got {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        rows, cols = np.nonzero(bad)
+        raise ValueError(
+            f"{name} has {bad.sum()} NaN/inf values (first at point {rows[0]}, channel {cols[0]}); "
+            "impute or drop them before fitting/scoring"
+        )
+    return arr
+
+
+def as_labels(y: Any, n_points: int) -> np.ndarray:
+    """Check point labels: shape ``(T,)`` and values in {0, 1}."""
+    arr = np.asarray(y)
+    if arr.ndim != 1 or arr.shape[0] != n_points:
+        raise ValueError(f"y must have shape ({n_points},) to match X, got {arr.shape}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError("y has NaN/inf labels; labels must be 0 (normal) or 1 (anomalous)")
+    values = np.unique(arr)
+    if not np.isin(values, (0, 1)).all():
+        raise ValueError(f"y has labels {values[~np.isin(values, (0, 1))][:5].tolist()}; only 0 and 1 are allowed")
+    return arr.astype(np.int8)
+
+
+def data_digest(X: np.ndarray, y: np.ndarray | None) -> str:
+    """SHA-256 of the training data, so a saved model says exactly what it was trained on."""
+    h = hashlib.sha256(np.ascontiguousarray(X).tobytes())
+    h.update(str(X.shape).encode())
+    if y is not None:
+        h.update(np.ascontiguousarray(y).tobytes())
+    return h.hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class CAPMixDetector:
+    """CAPMix anomaly detector for one (univariate or multivariate) series.
+
+    Parameters
+    ----------
+    config:
+        A :class:`DetectorConfig`; keyword overrides are applied on top of it.
+    """
+
+    def __init__(self, config: DetectorConfig | None = None, **overrides: Any):
+        base = config if config is not None else DetectorConfig()
+        self.config = base.replace(**overrides) if overrides else base
+
+    # ----------------------------------------------------------------- fit
+    def fit(
+        self,
+        X: Any,
+        y: Any | None = None,
+        on_epoch: Callable[[EpochLog], None] | None = None,
+    ) -> CAPMixDetector:
+        """Train on the training period ``X`` (T, C); ``y`` optional point labels of known anomalies."""
+        cfg = self.config
+        X = as_series(X)
+        labels = as_labels(y, X.shape[0]) if y is not None else None
+        if X.shape[0] < cfg.window:
+            raise ValueError(
+                f"X has {X.shape[0]} points, fewer than one window ({cfg.window}); "
+                "use a longer training series or a smaller window"
+            )
+        constant = np.flatnonzero(X.std(axis=0) == 0)
+        if constant.size == X.shape[1]:
+            raise ValueError("every channel of X is constant: there is nothing to learn; check the input")
+        if constant.size:
+            warnings.warn(
+                f"channels {constant.tolist()} are constant in the training data; they are scaled to 0",
+                stacklevel=2,
+            )
+        if labels is not None and labels.all():
+            raise ValueError("every training point is labelled anomalous; CAPMix needs normal data to learn from")
+
+        rng = seed_everything(cfg.seed)
+        self.scaler_ = StandardScaler().fit(X)
+        values = self.scaler_.transform(X)
+        data = build_training_data(values, labels, cfg, rng)
+        result = train_model(data, X.shape[1], cfg, rng, on_epoch=on_epoch)
+
+        self.model_ = result.model
+        self.n_channels_ = X.shape[1]
+        self.history_ = result.history
+        self.best_epoch_ = result.best_epoch
+        self.augmentation_ = data.report()
+        self.dtw_distances_ = data.revision.distances if data.revision is not None else None
+        device = next(self.model_.parameters()).device
+        val_scores = predict_proba(self.model_, data.x_val[: data.n_val_real], cfg.score_batch_size, device)
+        self.val_scores_ = val_scores
+        self.threshold_ = float(val_scores.mean() + cfg.threshold_z * val_scores.std())
+        self.train_digest_ = data_digest(X, labels)
+        return self
+
+    # ----------------------------------------------------------------- score
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError("this CAPMixDetector is not fitted; call fit(X) or CAPMixDetector.load(dir)")
+
+    def _windows(self, X: Any) -> tuple[np.ndarray, int]:
+        self._check_fitted()
+        X = as_series(X)
+        if X.shape[1] != self.n_channels_:
+            raise ValueError(
+                f"X has {X.shape[1]} channels but the model was trained on {self.n_channels_}; "
+                "score data with the same channels, in the same order, as the training data"
+            )
+        if X.shape[0] < self.config.window:
+            raise ValueError(
+                f"X has {X.shape[0]} points, fewer than one window ({self.config.window}); "
+                "score at least one full window"
+            )
+        return sliding_windows(self.scaler_.transform(X), self.config.window, self.config.stride), X.shape[0]
+
+    def score_windows(self, X: Any) -> np.ndarray:
+        """One score per window (window i starts at point ``i * stride``)."""
+        windows, _ = self._windows(X)
+        device = next(self.model_.parameters()).device
+        return predict_proba(self.model_, windows, self.config.score_batch_size, device)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Anomaly score of every point of ``X`` (higher = more anomalous)."""
+        windows, n_points = self._windows(X)
+        device = next(self.model_.parameters()).device
+        scores = predict_proba(self.model_, windows, self.config.score_batch_size, device)
+        return point_scores(scores, n_points, self.config.window, self.config.stride)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """0/1 per point using ``threshold_`` fixed from training-period validation data."""
+        return (self.decision_function(X) > self.threshold_).astype(np.int8)
+
+    # ----------------------------------------------------------------- persistence
+    def save(self, path: str | Path) -> Path:
+        """Write weights, config and state to ``path`` atomically (a temp dir, then a rename)."""
+        self._check_fitted()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            (tmp / "config.json").write_text(self.config.model_dump_json(indent=2))
+            state = {
+                "format_version": FORMAT_VERSION,
+                "n_channels": self.n_channels_,
+                "scaler_mean": self.scaler_.mean_.tolist(),
+                "scaler_std": self.scaler_.std_.tolist(),
+                "threshold": self.threshold_,
+                "best_epoch": self.best_epoch_,
+                "augmentation": self.augmentation_,
+                "train_digest": self.train_digest_,
+                "versions": {
+                    "capmix": __version__,
+                    "torch": torch.__version__,
+                    "numpy": np.__version__,
+                    "python": platform.python_version(),
+                },
+            }
+            (tmp / "state.json").write_text(json.dumps(state, indent=2))
+            cpu_state = {k: v.detach().cpu() for k, v in self.model_.state_dict().items()}
+            torch.save(cpu_state, tmp / "weights.pt")
+            checksums = {name: _sha256_file(tmp / name) for name in _FILES}
+            (tmp / "checksums.json").write_text(json.dumps(checksums, indent=2))
+            if path.exists():
+                old = path.with_name(f".{path.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None) -> CAPMixDetector:
+        """Load a saved detector; checksums are verified and no arbitrary object is unpickled."""
+        path = Path(path)
+        if not path.is_dir():
+            raise ModelFileError(f"model directory {path} does not exist")
+        missing = [n for n in (*_FILES, "checksums.json") if not (path / n).is_file()]
+        if missing:
+            raise ModelFileError(f"model directory {path} is incomplete: missing {missing}; save it again")
+        try:
+            checksums = json.loads((path / "checksums.json").read_text())
+        except json.JSONDecodeError as exc:
+            raise ModelFileError(f"{path}/checksums.json is corrupt: {exc}") from exc
+        for name in _FILES:
+            if checksums.get(name) != _sha256_file(path / name):
+                raise ModelFileError(
+                    f"{path}/{name} does not match its checksum: the model was truncated or modified; "
+                    "re-train or restore it"
+                )
+        config = DetectorConfig.model_validate_json((path / "config.json").read_text())
+        if device is not None:
+            config = config.replace(device=device)
+        state = json.loads((path / "state.json").read_text())
+        if state.get("format_version") != FORMAT_VERSION:
+            raise ModelFileError(f"{path} has model format {state.get('format_version')}, expected {FORMAT_VERSION}")
+        det = cls(config)
+        dev = resolve_device(config.device)
+        model = TCN(state["n_channels"], config.window, config.kernel, config.features, config.dropout)
+        weights = torch.load(path / "weights.pt", map_location="cpu", weights_only=True)
+        model.load_state_dict(weights)
+        det.model_ = model.to(dev).eval()
+        det.n_channels_ = int(state["n_channels"])
+        det.scaler_ = StandardScaler(np.asarray(state["scaler_mean"]), np.asarray(state["scaler_std"]))
+        det.threshold_ = float(state["threshold"])
+        det.best_epoch_ = int(state["best_epoch"])
+        det.augmentation_ = state["augmentation"]
+        det.train_digest_ = state["train_digest"]
+        det.versions_ = state["versions"]
+        det.history_ = []
+        return det

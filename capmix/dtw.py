@@ -1,0 +1,268 @@
+"""Exact batched DTW of many windows against one reference (METHOD.md §3).
+
+Label revision computes ``DTW(X_a, C_n)`` for every injected window against the
+single normal centre ``C_n``; tens of thousands of windows must finish in
+seconds, so the per-pair Python overhead of ``tslearn.metrics.dtw`` (a few
+hundred microseconds) is not acceptable. This module runs the same dynamic
+programme in one numba kernel, parallel over windows.
+
+Definition (identical to ``tslearn.metrics.dtw``): the local cost between two
+C-dimensional points is their *squared* Euclidean distance, the accumulated
+cost is the minimum over warping paths of the summed local costs, and the
+returned distance is its square root. The optional Sakoe–Chiba band follows
+tslearn's mask exactly, including its widening by the length difference when
+the two sequences have different lengths.
+
+The kernel is compiled with ``cache=True``: numba stores the machine code in
+``__pycache__`` next to this file, or — when the package directory is not
+writable (a read-only, non-editable install) — in its user-wide cache
+directory; ``NUMBA_CACHE_DIR`` overrides both. A fresh process therefore loads
+the kernel instead of recompiling it. :func:`warmup` lets callers pay the
+(one-off) compile or cache load up front.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+__all__ = ["dtw_to_reference", "warmup"]
+
+# Non-contiguous or non-float64 windows are converted in chunks of this many
+# windows, so a strided sliding-window view over a long series is never
+# materialised in full (a copy of N*W*C float64s could be gigabytes), while the
+# O(W) copy stays negligible next to the O(W1*W2) DP per window.
+_CONVERT_CHUNK_WINDOWS = 16_384
+
+# Work blocks handed to the thread pool per thread: >1 balances load when
+# threads are unevenly scheduled, while keeping one buffer allocation per block.
+_BLOCKS_PER_THREAD = 4
+
+# Windows advanced in lock-step per DP sweep (see the kernel). Measured on an
+# AVX-512 Xeon, W=64, C=1: 8 lanes ~2.3x faster than 1, 4 lanes ~1.9x, 16 ~1.5x.
+_LANES = 8
+
+_WARMUP_WINDOWS = 2
+_WARMUP_LENGTH = 4
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
+def _dtw_batch_kernel(
+    windows: np.ndarray, reference: np.ndarray, dlo: int, dhi: int, n_blocks: int
+) -> np.ndarray:  # pragma: no cover - compiled by numba, covered via the wrapper
+    """Squared-cost DTW of each ``windows[n]`` (W1, C) against ``reference`` (W2, C).
+
+    Only cells with ``dlo <= j - i <= dhi`` are reachable (the band); pass a
+    range covering the whole matrix for unconstrained DTW.
+
+    Why lanes: the DP of one pair is a serial chain (each cell needs its left
+    neighbour), so one pair at a time is bound by min+add latency. Advancing
+    ``_LANES`` windows in lock-step gives independent chains the CPU overlaps
+    (and LLVM vectorises); all windows share W1/W2, hence the same band.
+    Each block owns two rolling rows of ``(W2 + 1) * _LANES`` float64s
+    (index ``k * _LANES + lane`` with ``k = j + 1``; ``k = 0`` is the boundary
+    column), allocated once per block, not per window.
+    """
+    n_windows = windows.shape[0]
+    w1 = windows.shape[1]
+    n_channels = windows.shape[2]
+    w2 = reference.shape[0]
+    lanes = _LANES
+    out = np.empty(n_windows, dtype=np.float64)
+    n_groups = (n_windows + lanes - 1) // lanes
+    groups_per_block = (n_groups + n_blocks - 1) // n_blocks
+    inf = np.inf
+    ref1 = reference[:, 0].copy()  # unit-stride channel 0 for the C == 1 path
+
+    for b in prange(n_blocks):
+        prev = np.empty((w2 + 1) * lanes, dtype=np.float64)
+        cur = np.empty((w2 + 1) * lanes, dtype=np.float64)
+        x = np.empty(n_channels * lanes, dtype=np.float64)  # row i of each lane
+        left = np.empty(lanes, dtype=np.float64)  # running cur[k - 1] per lane
+        cost = np.empty(lanes, dtype=np.float64)
+        for g in range(b * groups_per_block, min((b + 1) * groups_per_block, n_groups)):
+            n0 = g * lanes
+            n_live = min(lanes, n_windows - n0)  # last group may be partial
+            # Row "-1": only the origin is reachable.
+            for q in range(lanes):
+                prev[q] = 0.0
+            for q in range(lanes, (w2 + 1) * lanes):
+                prev[q] = inf
+            for i in range(w1):
+                klo = max(1, i + dlo + 1)
+                khi = min(w2, i + dhi + 1)
+                for lane in range(lanes):
+                    src = n0 + min(lane, n_live - 1)  # pad with a live window
+                    for c in range(n_channels):
+                        x[c * lanes + lane] = windows[src, i, c]
+                    left[lane] = inf
+                    cur[(klo - 1) * lanes + lane] = inf  # left of band / boundary
+                if n_channels == 1:
+                    # Fused cost + update: the hot path of label revision.
+                    for k in range(klo, khi + 1):
+                        r = ref1[k - 1]
+                        base = k * lanes
+                        for lane in range(lanes):
+                            diff = x[lane] - r
+                            best = min(prev[base - lanes + lane], prev[base + lane])
+                            lf = left[lane]
+                            if lf < best:
+                                best = lf
+                            lf = diff * diff + best
+                            left[lane] = lf
+                            cur[base + lane] = lf
+                else:
+                    for k in range(klo, khi + 1):
+                        for lane in range(lanes):
+                            cost[lane] = 0.0
+                        for c in range(n_channels):
+                            r = reference[k - 1, c]
+                            for lane in range(lanes):
+                                diff = x[c * lanes + lane] - r
+                                cost[lane] += diff * diff
+                        base = k * lanes
+                        for lane in range(lanes):
+                            best = min(prev[base - lanes + lane], prev[base + lane])
+                            lf = left[lane]
+                            if lf < best:
+                                best = lf
+                            lf = cost[lane] + best
+                            left[lane] = lf
+                            cur[base + lane] = lf
+                if khi < w2:
+                    for lane in range(lanes):  # right of band: unreachable next row
+                        cur[(khi + 1) * lanes + lane] = inf
+                prev, cur = cur, prev
+            for lane in range(n_live):
+                out[n0 + lane] = np.sqrt(prev[w2 * lanes + lane])
+    return out
+
+
+def _band_offsets(w1: int, w2: int, band: int | None) -> tuple[int, int]:
+    """Allowed range of ``j - i`` reproducing tslearn's Sakoe–Chiba mask.
+
+    tslearn widens the band by the length difference on the longer side, so a
+    path from (0, 0) to (W1-1, W2-1) always exists.
+    """
+    if band is None:
+        return -w1, w2
+    delta = w2 - w1
+    return min(0, delta) - band, max(0, delta) + band
+
+
+def _as_series_3d(x: np.ndarray, name: str, ndim_2d: int) -> np.ndarray:
+    """View ``x`` as (..., W, C), adding a channel axis to univariate input."""
+    if x.ndim == ndim_2d - 1:
+        return x[..., np.newaxis]
+    if x.ndim != ndim_2d:
+        raise ValueError(
+            f"{name} must have {ndim_2d - 1} (univariate) or {ndim_2d} dimensions, "
+            f"got shape {x.shape}"
+        )
+    return x
+
+
+def _check_finite(x: np.ndarray, name: str) -> None:
+    """Reject NaN/inf: tslearn silently drops trailing NaNs, we refuse them."""
+    if not np.isfinite(x).all():
+        n_nan = int(np.isnan(x).sum())
+        n_inf = int(np.isinf(x).sum())
+        raise ValueError(
+            f"{name} contains non-finite values ({n_nan} NaN, {n_inf} inf); "
+            "DTW needs finite inputs"
+        )
+
+
+def _check_real(x: np.ndarray, name: str) -> None:
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise TypeError(f"{name} must be a real numeric array, got dtype {x.dtype}")
+
+
+def _n_blocks(n_windows: int) -> int:
+    """Parallel work blocks: a few per thread, never more than lane groups."""
+    n_groups = -(-n_windows // _LANES)
+    return max(1, min(numba.get_num_threads() * _BLOCKS_PER_THREAD, n_groups))
+
+
+def _kernel_ready(x: np.ndarray) -> bool:
+    return x.dtype == np.float64 and x.flags.c_contiguous and x.dtype.isnative
+
+
+def dtw_to_reference(
+    windows: np.ndarray, reference: np.ndarray, band: int | None = None
+) -> np.ndarray:
+    """Exact DTW distance of every window to one reference sequence.
+
+    Parameters
+    ----------
+    windows:
+        ``(N, W1, C)``, or ``(N, W1)`` for univariate data. Any float or int
+        dtype and any strides (e.g. a ``sliding_window_view``) are accepted;
+        non-float64/non-contiguous input is converted chunk by chunk.
+    reference:
+        ``(W2, C)``, or ``(W2,)`` for univariate data. ``W2`` may differ from ``W1``.
+    band:
+        Sakoe–Chiba radius (``None`` = unconstrained), with tslearn semantics
+        (``global_constraint="sakoe_chiba", sakoe_chiba_radius=band``).
+
+    Returns
+    -------
+    ``(N,)`` float64 distances equal to ``tslearn.metrics.dtw(windows[n], reference)``.
+    """
+    windows = np.asarray(windows)
+    reference = np.asarray(reference)
+    _check_real(windows, "windows")
+    _check_real(reference, "reference")
+    win3 = _as_series_3d(windows, "windows", 3)
+    ref2 = _as_series_3d(reference, "reference", 2)
+    if win3.shape[2] != ref2.shape[1]:
+        raise ValueError(
+            f"channel mismatch: windows have {win3.shape[2]} channel(s) "
+            f"(shape {windows.shape}) but reference has {ref2.shape[1]} "
+            f"(shape {reference.shape})"
+        )
+    n_windows, w1, n_channels = win3.shape
+    w2 = ref2.shape[0]
+    if w2 == 0 or (w1 == 0 and n_windows > 0):
+        raise ValueError(
+            f"sequences must be non-empty: window length {w1}, reference length {w2}"
+        )
+    if n_channels == 0:
+        raise ValueError("sequences must have at least one channel")
+    if band is not None:
+        if isinstance(band, bool) or not isinstance(band, (int, np.integer)):
+            raise TypeError(f"band must be an int or None, got {type(band).__name__}")
+        if band < 0:
+            raise ValueError(f"band must be >= 0, got {band}")
+        band = int(band)
+    _check_finite(ref2, "reference")
+    _check_finite(win3, "windows")
+    if n_windows == 0:
+        return np.empty(0, dtype=np.float64)
+
+    ref2 = np.ascontiguousarray(ref2, dtype=np.float64)
+    dlo, dhi = _band_offsets(w1, w2, band)
+
+    if _kernel_ready(win3):
+        return _dtw_batch_kernel(win3, ref2, dlo, dhi, _n_blocks(n_windows))
+
+    out = np.empty(n_windows, dtype=np.float64)
+    for start in range(0, n_windows, _CONVERT_CHUNK_WINDOWS):
+        stop = min(start + _CONVERT_CHUNK_WINDOWS, n_windows)
+        chunk = np.ascontiguousarray(win3[start:stop], dtype=np.float64)
+        out[start:stop] = _dtw_batch_kernel(
+            chunk, ref2, dlo, dhi, _n_blocks(stop - start)
+        )
+    return out
+
+
+def warmup() -> None:
+    """Compile (or load from the on-disk cache) the kernel on tiny inputs.
+
+    All public input types funnel into one float64/C-contiguous signature, so a
+    single call covers every later call.
+    """
+    rng = np.random.default_rng(0)
+    windows = rng.standard_normal((_WARMUP_WINDOWS, _WARMUP_LENGTH, 1))
+    dtw_to_reference(windows, windows[0])
