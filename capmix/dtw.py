@@ -23,6 +23,9 @@ the kernel instead of recompiling it. :func:`warmup` lets callers pay the
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
+
 import numba
 import numpy as np
 from numba import prange
@@ -43,11 +46,32 @@ _BLOCKS_PER_THREAD = 4
 # AVX-512 Xeon, W=64, C=1: 8 lanes ~2.3x faster than 1, 4 lanes ~1.9x, 16 ~1.5x.
 _LANES = 8
 
+_KERNEL_OPTIONS = {"parallel": True, "nogil": True, "boundscheck": False}
+
 _WARMUP_WINDOWS = 2
 _WARMUP_LENGTH = 4
 
 
-@numba.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
+def _jit_kernel(func: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    """``njit(cache=True)``, degrading to an uncached kernel instead of failing import.
+
+    numba raises at decoration time when no cache location is writable (package
+    dir read-only *and* no writable user cache dir, e.g. a locked-down
+    container with no HOME); recompiling per process beats not importing.
+    """
+    try:
+        return numba.njit(cache=True, **_KERNEL_OPTIONS)(func)
+    except RuntimeError as exc:
+        warnings.warn(
+            f"numba cannot cache {func.__name__} ({exc}); it will be recompiled in "
+            "every process. Set NUMBA_CACHE_DIR to a writable directory to fix this.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return numba.njit(**_KERNEL_OPTIONS)(func)
+
+
+@_jit_kernel
 def _dtw_batch_kernel(
     windows: np.ndarray, reference: np.ndarray, dlo: int, dhi: int, n_blocks: int
 ) -> np.ndarray:  # pragma: no cover - compiled by numba, covered via the wrapper
@@ -73,7 +97,6 @@ def _dtw_batch_kernel(
     n_groups = (n_windows + lanes - 1) // lanes
     groups_per_block = (n_groups + n_blocks - 1) // n_blocks
     inf = np.inf
-    ref1 = reference[:, 0].copy()  # unit-stride channel 0 for the C == 1 path
 
     for b in prange(n_blocks):
         prev = np.empty((w2 + 1) * lanes, dtype=np.float64)
@@ -101,7 +124,7 @@ def _dtw_batch_kernel(
                 if n_channels == 1:
                     # Fused cost + update: the hot path of label revision.
                     for k in range(klo, khi + 1):
-                        r = ref1[k - 1]
+                        r = reference[k - 1, 0]
                         base = k * lanes
                         for lane in range(lanes):
                             diff = x[lane] - r

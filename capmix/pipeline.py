@@ -1,0 +1,160 @@
+"""Pipeline stages as plain functions: what a DVC stage (through the CLI) and a Prefect task call.
+
+load -> validate -> window -> inject -> revise -> train -> score -> threshold -> evaluate.
+Nothing here knows about Prefect, MLflow or DVC; the stages take typed configs and paths and
+return values, so both orchestrators wrap the very same code.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from capmix.config import DetectorConfig
+from capmix.data import Series, read_dataset
+from capmix.detector import CAPMixDetector
+from capmix.evaluation import SeriesResult, aggregate, evaluate_series
+from capmix.training import EpochLog
+
+
+class DatasetConfig(BaseModel):
+    """Which data the pipeline runs on (params.yaml ``dataset``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = "default"
+    path: str = "data/default/series.parquet"
+    root: str = "../shared/datasets"
+    subset: int | None = Field(None, ge=1)
+
+
+class EvaluateConfig(BaseModel):
+    """params.yaml ``evaluate``."""
+
+    model_config = ConfigDict(extra="forbid")
+    granularity: str = Field("window", pattern="^(window|point)$")
+    protocols: list[str] = ["validation", "oracle"]
+    ucr_widen: int | None = Field(None, ge=0, description="set: also report the UCR protocol")
+    max_plots: int = Field(4, ge=0)
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    """Atomic JSON write (temp file + rename): readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, default=float)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Atomic CSV write of a list of flat dicts (DVC plots read these)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+# --------------------------------------------------------------------------- stages
+def load_series(cfg: DatasetConfig) -> list[Series]:
+    """Read the dataset in its canonical Parquet form (``capmix ingest`` writes it)."""
+    series = read_dataset(cfg.path)
+    return series[: cfg.subset] if cfg.subset else series
+
+
+@dataclass
+class TrainedSeries:
+    series: str
+    model_dir: Path
+    detector: CAPMixDetector
+
+    def summary(self) -> dict[str, Any]:
+        d = self.detector
+        last = d.history_[-1] if d.history_ else None
+        return {
+            "series": self.series,
+            "threshold": d.threshold_,
+            "best_epoch": d.best_epoch_,
+            "epochs": len(d.history_),
+            "final_val_auc": last.val_auc if last else None,
+            **{f"aug_{k}": v for k, v in d.augmentation_.items()},
+        }
+
+
+def train_series(
+    series: Series,
+    cfg: DetectorConfig,
+    models_dir: str | Path,
+    on_epoch: Callable[[EpochLog], None] | None = None,
+) -> TrainedSeries:
+    """Fit one detector on the training period of ``series`` and save it under ``models_dir/<name>``."""
+    x, y = series.train
+    det = CAPMixDetector(cfg).fit(x, y, on_epoch=on_epoch)
+    out = det.save(Path(models_dir) / series.name)
+    return TrainedSeries(series.name, out, det)
+
+
+def score_series(detector: CAPMixDetector, series: Series) -> np.ndarray:
+    """Point scores of the test period."""
+    return detector.decision_function(series.test[0])
+
+
+def evaluate_one(
+    detector: CAPMixDetector, series: Series, cfg: EvaluateConfig
+) -> tuple[SeriesResult, np.ndarray]:
+    """Score the test period and compute every metric; returns the result and the point scores."""
+    x, y = series.test
+    if y is None:
+        raise ValueError(f"series {series.name} has no test labels; evaluation needs labelled test data")
+    scores = detector.decision_function(x)
+    res = evaluate_series(
+        series.name,
+        scores,
+        y,
+        detector.threshold_,
+        detector.config.window,
+        detector.config.stride,
+        ucr_widen=cfg.ucr_widen,
+    )
+    return res, scores
+
+
+def summarise(results: Sequence[SeriesResult], cfg: EvaluateConfig) -> dict[str, float]:
+    """Headline numbers first (the configured granularity), then everything else."""
+    agg = aggregate(results)
+    g = cfg.granularity
+    head = {
+        f"{p}_rpa_f1": agg.get(f"{g}/{p}/rpa_f1_eq13", float("nan")) for p in ("validation", "oracle")
+    }
+    head["auc_pr"] = agg.get(f"{g}/auc_pr_mean", float("nan"))
+    head["auc_roc"] = agg.get(f"{g}/auc_roc_mean", float("nan"))
+    if "ucr/accuracy" in agg:
+        head["ucr_accuracy"] = agg["ucr/accuracy"]
+    return {**head, **agg}

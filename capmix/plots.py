@@ -1,0 +1,101 @@
+"""Plots people would rather look at than numbers: signal + score + threshold, score and DTW histograms."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: CI, servers, Prefect workers
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: str | Path) -> Path:
+    """Write a PNG atomically (temp file + rename) and close the figure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _spans(labels: np.ndarray) -> list[tuple[int, int]]:
+    d = np.diff(np.concatenate([[0], labels.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)))
+
+
+def plot_series_scores(
+    name: str,
+    values: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray | None,
+    threshold: float,
+    path: str | Path,
+    max_channels: int = 4,
+) -> Path:
+    """The test signal (first channels), its anomaly score, the threshold and the true anomalies."""
+    values = values.reshape(values.shape[0], -1)
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 5), sharex=True, height_ratios=[2, 1])
+    t = np.arange(values.shape[0])
+    for c in range(min(max_channels, values.shape[1])):
+        ax1.plot(t, values[:, c], lw=0.6, label=f"ch{c}")
+    ax2.plot(t, scores, lw=0.7, color="k", label="score")
+    ax2.axhline(threshold, color="tab:red", ls="--", lw=1, label="threshold (validation)")
+    if labels is not None:
+        for a, b in _spans(labels):
+            for ax in (ax1, ax2):
+                ax.axvspan(a, b, color="tab:orange", alpha=0.3, lw=0)
+    ax1.set_title(f"{name}: test period (orange = true anomalies)")
+    ax2.set_ylabel("p(anomaly)")
+    ax2.legend(loc="upper right", fontsize=8)
+    ax2.set_xlabel("point")
+    return _save(fig, path)
+
+
+def plot_score_histograms(scores: np.ndarray, labels: np.ndarray, threshold: float, path: str | Path) -> Path:
+    """Score distributions of normal and anomalous points (all series pooled)."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    bins = np.linspace(0, 1, 51)
+    ax.hist(scores[labels == 0], bins=bins, alpha=0.6, density=True, label="normal")
+    if (labels == 1).any():
+        ax.hist(scores[labels == 1], bins=bins, alpha=0.6, density=True, label="anomalous")
+    ax.axvline(threshold, color="tab:red", ls="--", lw=1, label="mean threshold")
+    ax.set_yscale("log")
+    ax.set_xlabel("score")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_dtw_histogram(distances: np.ndarray, cutoff: float, path: str | Path) -> Path:
+    """DTW distances of injected windows to the normal centre; left of the cutoff = soft label."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(distances, bins=50, color="tab:blue", alpha=0.8)
+    ax.axvline(cutoff, color="tab:red", ls="--", label="mu - gamma*sigma")
+    ax.set_xlabel("DTW distance to normal centre")
+    ax.set_ylabel("injected windows")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_training_curves(history: list[dict], path: str | Path) -> Path:
+    """Training/validation loss and validation AUC per epoch."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ep = [h["epoch"] for h in history]
+    ax.plot(ep, [h["train_loss"] for h in history], label="train loss")
+    ax.plot(ep, [h["val_loss"] for h in history], label="val loss")
+    ax2 = ax.twinx()
+    ax2.plot(ep, [h["val_auc"] for h in history], color="tab:green", label="val AUC")
+    ax.set_xlabel("epoch")
+    ax.legend(loc="upper left", fontsize=8)
+    ax2.legend(loc="upper right", fontsize=8)
+    return _save(fig, path)
