@@ -367,7 +367,8 @@ def _frame_labels(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     bad = np.unique(raw[~missing & ~np.isin(raw, sorted(VALID_LABELS))])
     if bad.size:
         raise ValueError(
-            f"Column {LABEL_COL!r} has values {_preview(bad.tolist())}; only 0, 1 and <NA> (unlabelled) are allowed. "
+            f"Column {LABEL_COL!r} has values {_preview([int(v) if v.is_integer() else v for v in bad.tolist()])}; "
+            "only 0, 1 and <NA> (unlabelled) are allowed. "
             "Fix: map anomalies to 1, normal points to 0, and unknown labels to <NA> (not -1)."
         )
     return raw.astype(LABEL_DTYPE), missing

@@ -12,7 +12,8 @@ the signal:
   Every channel loads on the first ("system load") factor, so channels are correlated.
   A univariate series is the same model with K = C = 1.
 * ``shape`` -- the seasonal waveform of one factor is replaced in the segment (square, sawtooth,
-  or flattened), so every channel that loads on it changes consistently.
+  or flattened), so every channel that loads on it changes consistently; the segment covers at
+  least ``shape_min_periods`` dominant periods (capped by ``max_anomaly_length``).
 * ``correlation`` -- one or more channels decouple from the factors in the segment: either their
   factor loading flips sign, or they follow an independent random walk. Univariate series have no
   correlation to break: a requested correlation anomaly falls back to a ``shape`` anomaly there
@@ -136,7 +137,8 @@ class SignalConfig(_Frozen):
     n_latent_factors: Annotated[int, Field(ge=1)] = 3
     common_loading_range: FloatRange = (0.6, 1.0)
     negative_loading_probability: Probability = 0.2
-    secondary_loading_std: Annotated[float, Field(ge=0.0)] = 0.5
+    secondary_loading_std: Annotated[float, Field(ge=0.0)] = 0.25  # small: the common factor dominates
+    secondary_loading_clip: Annotated[float, Field(gt=0.0)] = 2.0  # in units of secondary_loading_std
     channel_noise_std_range: FloatRange = (0.05, 0.3)
     level_range: FloatRange = (0.0, 100.0)
     scale_range: FloatRange = (0.5, 20.0)  # drawn log-uniformly: channels have different units
@@ -161,6 +163,7 @@ class AnomalyConfig(_Frozen):
     min_gap: Annotated[int, Field(ge=1)] = 50
     shape_waveforms: tuple[str, ...] = SHAPE_WAVEFORMS
     shape_amplitude_range: FloatRange = (0.5, 2.0)  # x std of the factor's seasonal part
+    shape_min_periods: Annotated[float, Field(ge=0.0)] = 0.5  # a waveform needs part of a cycle to show
     seasonality_frequency_factor_range: FloatRange = (1.5, 3.0)  # faster; slower = 1/factor
     seasonality_slower_probability: Probability = 0.5
     seasonality_min_periods: Annotated[float, Field(ge=0.0)] = 1.0
@@ -396,7 +399,8 @@ def build_signal(rng: np.random.Generator, n_points: int, n_channels: int, cfg: 
         noise[:, k] = rng.uniform(*cfg.noise_std_range) * envelope * _ar1(
             rng, n_points, rng.uniform(*cfg.ar_coefficient_range)
         )
-    loadings = rng.normal(0.0, cfg.secondary_loading_std, (n_factors, n_channels))
+    limit = cfg.secondary_loading_clip * cfg.secondary_loading_std
+    loadings = np.clip(rng.normal(0.0, cfg.secondary_loading_std, (n_factors, n_channels)), -limit, limit)
     signs = np.where(rng.uniform(size=n_channels) < cfg.negative_loading_probability, -1.0, 1.0)
     loadings[0] = signs * rng.uniform(*cfg.common_loading_range, n_channels)
     channel_noise = rng.standard_normal((n_points, n_channels)) * rng.uniform(
@@ -436,7 +440,7 @@ class InjectedAnomaly:
 
 
 def _pick_channels(rng: np.random.Generator, n_channels: int, cfg: AnomalyConfig) -> np.ndarray:
-    """1..ceil(fraction * C) distinct channels, sorted."""
+    """1..max(1, floor(max_channel_fraction * C)) distinct channels, sorted."""
     most = max(1, math.floor(cfg.max_channel_fraction * n_channels))
     k = int(rng.integers(1, most + 1))
     return np.sort(rng.choice(n_channels, size=k, replace=False))
@@ -445,8 +449,13 @@ def _pick_channels(rng: np.random.Generator, n_channels: int, cfg: AnomalyConfig
 def inject_shape(
     values: np.ndarray, model: SignalModel, start: int, stop: int, rng: np.random.Generator, cfg: AnomalyConfig
 ) -> InjectedAnomaly:
-    """Replace one factor's seasonal waveform in the segment by a square/sawtooth wave or a flat line."""
-    k = int(rng.integers(model.seasonal.shape[1]))
+    """Replace one factor's seasonal waveform in the segment by a square/sawtooth wave or a flat line.
+
+    The factor is drawn with probability proportional to its total absolute loading, so the
+    change usually shows in the channels (a factor nobody loads on would give an invisible label).
+    """
+    weight = np.abs(model.loadings).sum(axis=1)
+    k = int(rng.choice(weight.size, p=weight / weight.sum()))
     rows = slice(start, stop)
     times = np.arange(start, stop, dtype=np.float64)
     current = model.seasonal[rows, k]
@@ -589,8 +598,9 @@ def _anomaly_length(kind: AnomalyType, rng: np.random.Generator, model: SignalMo
     if kind == AnomalyType.POINT:
         return int(rng.integers(1, cfg.point_max_length + 1))
     length = int(rng.integers(config.min_anomaly_length, config.max_anomaly_length + 1))
-    if kind == AnomalyType.SEASONALITY:
-        floor = math.ceil(cfg.seasonality_min_periods * model.dominant_period)
+    min_periods = {AnomalyType.SEASONALITY: cfg.seasonality_min_periods, AnomalyType.SHAPE: cfg.shape_min_periods}
+    if kind in min_periods:  # (correlation's univariate fallback to shape keeps its own length)
+        floor = math.ceil(min_periods[kind] * model.dominant_period)
         length = max(length, min(floor, config.max_anomaly_length))
     return length
 

@@ -1,0 +1,143 @@
+"""Detector behaviour: the estimator contract, determinism, persistence and bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from capmix import CAPMixDetector, DetectorConfig
+from capmix.detector import ModelFileError, NotFittedError
+
+FAST = dict(window=32, stride=8, kernel=4, features=16, max_epochs=3, min_epochs=1, min_patch=6, batch_size=128)
+
+
+def _series(n=3000, c=1, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    base = np.sin(2 * np.pi * t / 50)[:, None] * np.linspace(1, 2, c)[None]
+    return base + 0.1 * rng.standard_normal((n, c))
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return CAPMixDetector(**FAST).fit(_series(c=2))
+
+
+def test_fit_returns_self_and_learned_state(fitted):
+    assert fitted.n_channels_ == 2
+    assert np.isfinite(fitted.threshold_)
+    assert fitted.history_ and fitted.augmentation_["n_injected"] > 0
+    assert len(fitted.train_digest_) == 64
+
+
+def test_init_only_stores_config():
+    det = CAPMixDetector(DetectorConfig(), gamma=2.0)
+    assert det.config.gamma == 2.0
+    assert not hasattr(det, "model_")
+    with pytest.raises(NotFittedError):
+        det.decision_function(np.zeros(100))
+
+
+def test_score_every_point(fitted):
+    x = _series(n=1003, c=2, seed=1)  # 1003 is not a multiple of the stride: a tail exists
+    s = fitted.decision_function(x)
+    assert s.shape == (1003,)
+    assert np.isfinite(s).all() and (s >= 0).all() and (s <= 1).all()
+    assert set(np.unique(fitted.predict(x))) <= {0, 1}
+
+
+def test_same_seed_identical_scores():
+    x = _series()
+    a = CAPMixDetector(**FAST, seed=7).fit(x).decision_function(x)
+    b = CAPMixDetector(**FAST, seed=7).fit(x).decision_function(x)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_save_load_identical(fitted, tmp_path):
+    x = _series(c=2, seed=3)
+    fitted.save(tmp_path / "m")
+    loaded = CAPMixDetector.load(tmp_path / "m")
+    np.testing.assert_array_equal(fitted.decision_function(x), loaded.decision_function(x))
+    assert loaded.threshold_ == fitted.threshold_
+    assert loaded.train_digest_ == fitted.train_digest_
+    state = json.loads((tmp_path / "m" / "state.json").read_text())
+    assert {"torch", "numpy", "capmix"} <= set(state["versions"])
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dirs left
+
+
+def test_tampered_model_refused(fitted, tmp_path):
+    path = fitted.save(tmp_path / "m")
+    with open(path / "weights.pt", "ab") as f:
+        f.write(b"junk")
+    with pytest.raises(ModelFileError, match="checksum"):
+        CAPMixDetector.load(path)
+    (path / "config.json").unlink()
+    with pytest.raises(ModelFileError, match="missing"):
+        CAPMixDetector.load(path)
+
+
+@pytest.mark.parametrize(
+    "x,match",
+    [
+        (np.array([[1.0, np.nan]] * 500), "NaN"),
+        (np.array([[1.0, np.inf]] * 500), "NaN/inf"),
+        (np.zeros((4, 5, 6)), "shape"),
+        (np.zeros((0, 2)), "empty"),
+        (_series(n=20), "fewer points than one window|fewer than one window"),
+        (np.ones((500, 2)), "constant"),
+        ([["a", "b"]] * 100, "numeric"),
+    ],
+)
+def test_bad_fit_input(x, match):
+    with pytest.raises(ValueError, match=match):
+        CAPMixDetector(**FAST).fit(x)
+
+
+@pytest.mark.parametrize(
+    "y,match",
+    [(np.full(3000, 2), "only 0 and 1"), (np.zeros(10), "shape"), (np.ones(3000), "every training point")],
+)
+def test_bad_labels(y, match):
+    with pytest.raises(ValueError, match=match):
+        CAPMixDetector(**FAST).fit(_series(), y)
+
+
+def test_channel_mismatch_at_scoring(fitted):
+    with pytest.raises(ValueError, match="trained on 2"):
+        fitted.decision_function(_series(c=3))
+    with pytest.raises(ValueError, match="fewer than one window"):
+        fitted.decision_function(_series(n=10, c=2))
+
+
+def test_constant_channel_warns_but_trains():
+    x = _series(c=2)
+    x[:, 1] = 5.0
+    with pytest.warns(UserWarning, match="constant"):
+        det = CAPMixDetector(**FAST).fit(x)
+    assert np.isfinite(det.decision_function(x)).all()
+
+
+@pytest.mark.parametrize("bad", [dict(gamma=1.0), dict(alpha=0), dict(window=4), dict(stride=80, window=64), dict(mixup_layers=(5,))])
+def test_bad_config(bad):
+    with pytest.raises(ValueError):
+        DetectorConfig(**bad)
+
+
+@pytest.mark.parametrize("variant", ["cap", "cap-gamma", "cap-mix", "capmix"])
+def test_variants_are_configurations(variant):
+    cfg = DetectorConfig(variant=variant)
+    assert (cfg.use_revision, cfg.use_mixup) == {
+        "cap": (False, False), "cap-gamma": (True, False), "cap-mix": (False, True), "capmix": (True, True)
+    }[variant]
+    det = CAPMixDetector(cfg, **FAST).fit(_series())
+    assert ("n_soft" in det.augmentation_) == cfg.use_revision
+
+
+def test_hard_label_ablation_zeroes_soft_labels():
+    from capmix.training import build_training_data
+    cfg = DetectorConfig(**FAST, gamma=1.01, soft_labels=False)
+    data = build_training_data(_series().astype(np.float32), None, cfg, np.random.default_rng(0))
+    assert set(np.unique(data.y_train)) <= {0.0, 1.0}
+    cfg = cfg.replace(soft_labels=True)
+    data = build_training_data(_series().astype(np.float32), None, cfg, np.random.default_rng(0))
+    assert np.isclose(data.y_train, 1 / 1.01).any()
