@@ -24,6 +24,7 @@ from capmix import __version__
 from capmix.config import DetectorConfig
 from capmix.model import TCN
 from capmix.training import (
+    AugmentedData,
     EpochLog,
     build_training_data,
     predict_proba,
@@ -118,6 +119,14 @@ class CAPMixDetector:
         on_epoch: Callable[[EpochLog], None] | None = None,
     ) -> CAPMixDetector:
         """Train on the training period ``X`` (T, C); ``y`` optional point labels of known anomalies."""
+        return self.fit_prepared(self.prepare(X, y), on_epoch=on_epoch)
+
+    def prepare(self, X: Any, y: Any | None = None) -> AugmentedData:
+        """Check the input, fit the scaler, window, inject CutAddPaste copies and revise labels.
+
+        The first half of ``fit``; a pipeline runs it as its own (cached, logged) step and
+        hands the result to :meth:`fit_prepared`.
+        """
         cfg = self.config
         X = as_series(X)
         labels = as_labels(y, X.shape[0]) if y is not None else None
@@ -132,19 +141,27 @@ class CAPMixDetector:
         if constant.size:
             warnings.warn(
                 f"channels {constant.tolist()} are constant in the training data; they are scaled to 0",
-                stacklevel=2,
+                stacklevel=3,
             )
         if labels is not None and labels.all():
             raise ValueError("every training point is labelled anomalous; CAPMix needs normal data to learn from")
 
         rng = seed_everything(cfg.seed)
-        self.scaler_ = StandardScaler().fit(X)
-        values = self.scaler_.transform(X)
-        data = build_training_data(values, labels, cfg, rng)
-        result = train_model(data, X.shape[1], cfg, rng, on_epoch=on_epoch)
+        scaler = StandardScaler().fit(X)
+        data = build_training_data(scaler.transform(X), labels, cfg, rng)
+        data.scaler_mean, data.scaler_std = scaler.mean_, scaler.std_
+        data.train_digest = data_digest(X, labels)
+        return data
 
+    def fit_prepared(
+        self, data: AugmentedData, on_epoch: Callable[[EpochLog], None] | None = None
+    ) -> CAPMixDetector:
+        """Train the network on prepared (augmented, revised) windows; the second half of ``fit``."""
+        cfg = self.config
+        result = train_model(data, cfg, on_epoch=on_epoch)
+        self.scaler_ = StandardScaler(np.asarray(data.scaler_mean), np.asarray(data.scaler_std))
         self.model_ = result.model
-        self.n_channels_ = X.shape[1]
+        self.n_channels_ = data.n_channels
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
         self.augmentation_ = data.report()
@@ -153,7 +170,7 @@ class CAPMixDetector:
         val_scores = predict_proba(self.model_, data.x_val[: data.n_val_real], cfg.score_batch_size, device)
         self.val_scores_ = val_scores
         self.threshold_ = float(val_scores.mean() + cfg.threshold_z * val_scores.std())
-        self.train_digest_ = data_digest(X, labels)
+        self.train_digest_ = data.train_digest
         return self
 
     # ----------------------------------------------------------------- score

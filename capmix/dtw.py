@@ -2,9 +2,10 @@
 
 Label revision computes ``DTW(X_a, C_n)`` for every injected window against the
 single normal centre ``C_n``; tens of thousands of windows must finish in
-seconds, so the per-pair Python overhead of ``tslearn.metrics.dtw`` (a few
-hundred microseconds) is not acceptable. This module runs the same dynamic
-programme in one numba kernel, parallel over windows.
+seconds, so a Python loop over ``tslearn.metrics.dtw`` (tens to hundreds of
+microseconds per pair, mostly call overhead) is not acceptable. This module
+runs the same dynamic programme in one numba kernel, parallel over windows and
+SIMD-vectorised across windows.
 
 Definition (identical to ``tslearn.metrics.dtw``): the local cost between two
 C-dimensional points is their *squared* Euclidean distance, the accumulated
@@ -32,11 +33,13 @@ from numba import prange
 
 __all__ = ["dtw_to_reference", "warmup"]
 
-# Non-contiguous or non-float64 windows are converted in chunks of this many
-# windows, so a strided sliding-window view over a long series is never
-# materialised in full (a copy of N*W*C float64s could be gigabytes), while the
-# O(W) copy stays negligible next to the O(W1*W2) DP per window.
-_CONVERT_CHUNK_WINDOWS = 16_384
+# Non-contiguous, read-only or non-float64 windows are converted (and all
+# windows checked for NaN/inf) in chunks of about this many bytes of float64,
+# so a strided sliding-window view over a long series is never materialised in
+# full (N*W*C float64s could be gigabytes), while the O(W) copy per window stays
+# negligible next to its O(W1*W2) DP.
+_CONVERT_CHUNK_BYTES = 32 * 2**20
+_FLOAT64_BYTES = 8
 
 # Work blocks handed to the thread pool per thread: >1 balances load when
 # threads are unevenly scheduled, while keeping one buffer allocation per block.
@@ -203,15 +206,26 @@ def _as_series_3d(x: np.ndarray, name: str, ndim_2d: int) -> np.ndarray:
     return x
 
 
+def _chunk_windows(window_shape: tuple[int, ...]) -> int:
+    """Windows per conversion chunk: ~_CONVERT_CHUNK_BYTES, whole lane groups."""
+    per_window = max(1, int(np.prod(window_shape)) * _FLOAT64_BYTES)
+    return max(_LANES, _CONVERT_CHUNK_BYTES // per_window // _LANES * _LANES)
+
+
 def _check_finite(x: np.ndarray, name: str) -> None:
-    """Reject NaN/inf: tslearn silently drops trailing NaNs, we refuse them."""
-    if not np.isfinite(x).all():
-        n_nan = int(np.isnan(x).sum())
-        n_inf = int(np.isinf(x).sum())
-        raise ValueError(
-            f"{name} contains non-finite values ({n_nan} NaN, {n_inf} inf); "
-            "DTW needs finite inputs"
-        )
+    """Reject NaN/inf: tslearn silently drops trailing NaNs, we refuse them.
+
+    Checked chunk by chunk along axis 0 so a strided view is never expanded.
+    """
+    step = _chunk_windows(x.shape[1:])
+    if all(np.isfinite(x[s : s + step]).all() for s in range(0, max(len(x), 1), step)):
+        return
+    n_nan = sum(int(np.isnan(x[s : s + step]).sum()) for s in range(0, len(x), step))
+    n_inf = sum(int(np.isinf(x[s : s + step]).sum()) for s in range(0, len(x), step))
+    raise ValueError(
+        f"{name} contains non-finite values ({n_nan} NaN, {n_inf} inf); "
+        "DTW needs finite inputs"
+    )
 
 
 def _check_real(x: np.ndarray, name: str) -> None:
@@ -226,7 +240,19 @@ def _n_blocks(n_windows: int) -> int:
 
 
 def _kernel_ready(x: np.ndarray) -> bool:
-    return x.dtype == np.float64 and x.flags.c_contiguous and x.dtype.isnative
+    """True when ``x`` matches the one compiled signature as it is (no copy).
+
+    numba specialises on dtype, layout, writeability and alignment; anything
+    else is converted, so exactly one kernel is ever compiled and cached.
+    """
+    flags = x.flags
+    return (
+        x.dtype == np.float64
+        and x.dtype.isnative
+        and flags.c_contiguous
+        and flags.writeable
+        and flags.aligned
+    )
 
 
 def dtw_to_reference(
@@ -281,16 +307,18 @@ def dtw_to_reference(
     if n_windows == 0:
         return np.empty(0, dtype=np.float64)
 
-    ref2 = np.ascontiguousarray(ref2, dtype=np.float64)
+    # Always a fresh, writable, aligned float64 copy (it is small): see _kernel_ready.
+    ref2 = np.array(ref2, dtype=np.float64, order="C", copy=True)
     dlo, dhi = _band_offsets(w1, w2, band)
 
     if _kernel_ready(win3):
         return _dtw_batch_kernel(win3, ref2, dlo, dhi, _n_blocks(n_windows), _LANES)
 
     out = np.empty(n_windows, dtype=np.float64)
-    for start in range(0, n_windows, _CONVERT_CHUNK_WINDOWS):
-        stop = min(start + _CONVERT_CHUNK_WINDOWS, n_windows)
-        chunk = np.ascontiguousarray(win3[start:stop], dtype=np.float64)
+    step = _chunk_windows((w1, n_channels))
+    for start in range(0, n_windows, step):
+        stop = min(start + step, n_windows)
+        chunk = np.array(win3[start:stop], dtype=np.float64, order="C", copy=True)
         out[start:stop] = _dtw_batch_kernel(
             chunk, ref2, dlo, dhi, _n_blocks(stop - start), _LANES
         )
@@ -300,7 +328,7 @@ def dtw_to_reference(
 def warmup() -> None:
     """Compile (or load from the on-disk cache) the kernel on tiny inputs.
 
-    All public input types funnel into one float64/C-contiguous signature, so a
+    All inputs funnel into one float64/C-contiguous/writable signature, so a
     single call covers every later call.
     """
     rng = np.random.default_rng(0)

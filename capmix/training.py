@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import random
+import tempfile
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,6 +36,59 @@ class AugmentedData:
     centre: np.ndarray
     revision: Revision | None
     n_injected: int
+    #: set by the detector: what the windows were standardised with and what they came from
+    scaler_mean: np.ndarray | None = None
+    scaler_std: np.ndarray | None = None
+    train_digest: str = ""
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.x_train.shape[2])
+
+    def save(self, path: str | Path) -> Path:
+        """Write as a plain ``.npz`` (no pickle) atomically, so a pipeline task can hand it on."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "revision"}
+        arrays["train_digest"] = np.array(self.train_digest)
+        if self.revision is not None:
+            for f in fields(self.revision):
+                arrays[f"revision_{f.name}"] = np.asarray(getattr(self.revision, f.name))
+        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
+        os.close(fd)
+        try:
+            np.savez(tmp, **arrays)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> AugmentedData:
+        with np.load(path, allow_pickle=False) as z:
+            rev = None
+            if "revision_labels" in z:
+                rev = Revision(
+                    labels=z["revision_labels"],
+                    distances=z["revision_distances"],
+                    mu=float(z["revision_mu"]),
+                    sigma=float(z["revision_sigma"]),
+                    cutoff=float(z["revision_cutoff"]),
+                )
+            return cls(
+                x_train=z["x_train"],
+                y_train=z["y_train"],
+                x_val=z["x_val"],
+                y_val=z["y_val"],
+                n_val_real=int(z["n_val_real"]),
+                centre=z["centre"],
+                revision=rev,
+                n_injected=int(z["n_injected"]),
+                scaler_mean=z["scaler_mean"],
+                scaler_std=z["scaler_std"],
+                train_digest=str(z["train_digest"]),
+            )
 
     def report(self) -> dict[str, float | int]:
         """What augmentation made, for logging."""
@@ -50,12 +107,18 @@ class AugmentedData:
         return rep
 
 
-def seed_everything(seed: int) -> np.random.Generator:
-    """Seed python, numpy and torch; return the numpy generator the augmentation uses."""
+#: Independent random streams of one seed: augmentation and training never share a generator,
+#: so augmenting in one pipeline task and training in another gives the same model as ``fit``.
+AUGMENT_STREAM = 0
+TRAIN_STREAM = 1
+
+
+def seed_everything(seed: int, stream: int = AUGMENT_STREAM) -> np.random.Generator:
+    """Seed python, numpy and torch; return the numpy generator of the given stream."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    return np.random.default_rng(seed)
+    return np.random.default_rng([seed, stream])
 
 
 def chronological_split(n: int, cfg: DetectorConfig) -> tuple[slice, slice]:
@@ -180,14 +243,12 @@ def _validate(model: TCN, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> 
 
 def train_model(
     data: AugmentedData,
-    n_channels: int,
     cfg: DetectorConfig,
-    rng: np.random.Generator,
     on_epoch: Callable[[EpochLog], None] | None = None,
 ) -> TrainResult:
-    """Adam + ReduceLROnPlateau (training loss) + early stopping on the validation loss."""
-    import time
-
+    """Adam + ReduceLROnPlateau (training loss) + early stopping on a validation signal."""
+    rng = seed_everything(cfg.seed, TRAIN_STREAM)
+    n_channels = data.n_channels
     device = resolve_device(cfg.device)
     model = TCN(n_channels, cfg.window, cfg.kernel, cfg.features, cfg.dropout).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -122,7 +123,7 @@ class TuneResult:
     n_complete: int
     n_pruned: int
     n_failed: int
-    n_new: int  #: trials finished by this call
+    n_new: int  #: trials finished in the study while this call ran (other workers included)
     trials: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -180,7 +181,9 @@ def _open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
     else:
         engine_kwargs["pool_pre_ping"] = True
     # heartbeats: a trial of a killed worker is marked FAIL instead of staying RUNNING forever
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=60, grace_period=180)
+    with warnings.catch_warnings():  # heartbeat_interval is flagged experimental; it is what we want here
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=60, grace_period=180)
 
 
 def _fingerprint(series: Sequence[Series], cfg: DetectorConfig, search_layers: bool) -> str:
@@ -422,7 +425,7 @@ def write_best_params(result: TuneResult, path: str | Path) -> Path:
     }
     path = Path(path)
     header = "# Best CAPMix hyperparameters found by capmix.tuning (validation AUC, training period only).\n"
-    _atomic_write_text(path, header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None))
+    _atomic_write_text(path, header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False))
     return path
 
 

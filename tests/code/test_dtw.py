@@ -119,14 +119,16 @@ def test_float32_input() -> None:
     )
 
 
-@pytest.mark.parametrize("chunk", [None, 5])
-def test_strided_sliding_window_view(chunk: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("chunk_bytes", [None, 1])
+def test_strided_sliding_window_view(
+    chunk_bytes: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Overlapping strided views are accepted (converted chunk by chunk, never in full)."""
-    if chunk is not None:
-        monkeypatch.setattr(dtw_module, "_CONVERT_CHUNK_WINDOWS", chunk)
+    if chunk_bytes is not None:  # force several conversion chunks
+        monkeypatch.setattr(dtw_module, "_CONVERT_CHUNK_BYTES", chunk_bytes)
     rng = np.random.default_rng(8)
     window = 16
-    series = rng.standard_normal((60, 2))
+    series = rng.standard_normal((90, 2))
     view = np.lib.stride_tricks.sliding_window_view(series, window, axis=0)  # (N, C, W)
     view = view.transpose(0, 2, 1)  # (N, W, C), non-contiguous
     assert not view.flags.c_contiguous
@@ -155,6 +157,15 @@ def test_non_finite_windows_rejected(bad: float) -> None:
     windows = np.zeros((3, 8, 2))
     windows[1, 4, 1] = bad
     with pytest.raises(ValueError, match="windows contains non-finite"):
+        dtw_to_reference(windows, np.zeros((8, 2)))
+
+
+def test_non_finite_counted_across_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dtw_module, "_CONVERT_CHUNK_BYTES", 1)  # 32-window chunks
+    windows = np.zeros((70, 8, 2))
+    windows[3, 0, 0] = np.inf
+    windows[65, 7, 1] = np.nan
+    with pytest.raises(ValueError, match=r"windows contains non-finite values \(1 NaN, 1 inf\)"):
         dtw_to_reference(windows, np.zeros((8, 2)))
 
 
@@ -197,3 +208,20 @@ def test_bad_band_rejected(band: object, exc: type[Exception]) -> None:
 
 def test_warmup_runs() -> None:
     warmup()
+
+
+def test_single_compiled_signature() -> None:
+    """Every input flavour funnels into one kernel signature: one compile, one cache entry."""
+    rng = np.random.default_rng(9)
+    windows = rng.standard_normal((40, 16, 2))
+    reference = rng.standard_normal((16, 2))
+    expected = dtw_to_reference(windows, reference)
+    read_only = windows.copy()
+    read_only.setflags(write=False)
+    reference_ro = reference.copy()
+    reference_ro.setflags(write=False)
+    for flavour in (read_only, windows.astype(">f8"), np.asfortranarray(windows)):
+        np.testing.assert_array_equal(dtw_to_reference(flavour, reference_ro), expected)
+    dtw_to_reference(windows.astype(np.float32), reference.astype(np.float32))
+    dtw_to_reference(np.arange(32).reshape(2, 16), np.arange(16), band=2)
+    assert len(dtw_module._dtw_batch_kernel.signatures) == 1

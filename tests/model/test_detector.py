@@ -141,3 +141,16 @@ def test_hard_label_ablation_zeroes_soft_labels():
     cfg = cfg.replace(soft_labels=True)
     data = build_training_data(_series().astype(np.float32), None, cfg, np.random.default_rng(0))
     assert np.isclose(data.y_train, 1 / 1.01).any()
+
+
+def test_prepare_save_load_fit_equals_fit(tmp_path):
+    """The pipeline's split (augment task -> npz -> train task) gives the same model as fit."""
+    from capmix.training import AugmentedData
+
+    x = _series(c=2)
+    direct = CAPMixDetector(**FAST, seed=3).fit(x)
+    det = CAPMixDetector(**FAST, seed=3)
+    path = det.prepare(x).save(tmp_path / "aug.npz")
+    split = det.fit_prepared(AugmentedData.load(path))
+    np.testing.assert_array_equal(direct.decision_function(x), split.decision_function(x))
+    assert split.train_digest_ == direct.train_digest_
