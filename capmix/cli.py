@@ -105,32 +105,20 @@ def train(
 
 def evaluate_all(p: dict[str, Any], models: Path, out: Path, plots: Path) -> dict[str, float]:
     """Evaluate every saved model on its series' test period; write metrics and plots."""
-    import numpy as np
-
-    from capmix.detector import CAPMixDetector
-    from capmix.pipeline import DatasetConfig, EvaluateConfig, evaluate_one, load_series, summarise, write_csv, write_json
-    from capmix.plots import plot_score_histograms, plot_series_scores
+    from capmix.pipeline import DatasetConfig, EvaluateConfig, evaluate_saved, load_series, write_evaluation
 
     ecfg = EvaluateConfig.model_validate(p.get("evaluate", {}))
     series = load_series(DatasetConfig.model_validate(p.get("dataset", {})))
-    results, rows, all_s, all_y, thresholds = [], [], [], [], []
-    for i, s in enumerate(series):
-        det = CAPMixDetector.load(models / s.name)
-        res, scores = evaluate_one(det, s, ecfg)
-        results.append(res)
-        rows.append({"series": s.name, **res.flat()})
-        all_s.append(scores)
-        all_y.append(s.test[1])
-        thresholds.append(det.threshold_)
-        if i < ecfg.max_plots:
-            plot_series_scores(s.name, s.test[0], scores, s.test[1], det.threshold_, plots / f"scores_{s.name}.png")
-    plot_score_histograms(
-        np.concatenate(all_s), np.concatenate(all_y), float(np.mean(thresholds)), plots / "score_hist.png"
-    )
-    metrics = summarise(results, ecfg)
-    write_json(metrics, out / "metrics.json")
-    write_csv(rows, out / "per_series.csv")
-    return metrics
+    results, scores, thresholds = [], [], []
+    with _progress() as prog:
+        task = prog.add_task("evaluate", total=len(series), info="")
+        for i, s in enumerate(series):
+            res, thr, sc = evaluate_saved(s, models, ecfg, plots if i < ecfg.max_plots else None)
+            results.append(res)
+            scores.append(sc)
+            thresholds.append(thr)
+            prog.advance(task)
+    return write_evaluation(results, ecfg, out, scores, [s.test[1] for s in series], thresholds, plots)
 
 
 @app.command()

@@ -146,6 +146,48 @@ def evaluate_one(
     return res, scores
 
 
+def evaluate_saved(
+    series: Series, models_dir: str | Path, cfg: EvaluateConfig, plots_dir: str | Path | None = None
+) -> tuple[SeriesResult, float, np.ndarray]:
+    """Load ``models_dir/<series>``, evaluate it on the test period, optionally plot.
+
+    Returns the result, the model's threshold and the point scores.
+    """
+    from capmix.plots import plot_series_scores
+
+    det = CAPMixDetector.load(Path(models_dir) / series.name)
+    res, scores = evaluate_one(det, series, cfg)
+    if plots_dir is not None:
+        plot_series_scores(
+            series.name, series.test[0], scores, series.test[1], det.threshold_,
+            Path(plots_dir) / f"scores_{series.name}.png",
+        )
+    return res, det.threshold_, scores
+
+
+def write_evaluation(
+    results: Sequence[SeriesResult],
+    cfg: EvaluateConfig,
+    out_dir: str | Path,
+    scores: Sequence[np.ndarray] | None = None,
+    labels: Sequence[np.ndarray] | None = None,
+    thresholds: Sequence[float] | None = None,
+    plots_dir: str | Path | None = None,
+) -> dict[str, float]:
+    """metrics.json (headline + all aggregates), per_series.csv and the pooled score histogram."""
+    from capmix.plots import plot_score_histograms
+
+    if scores and labels and plots_dir is not None:
+        plot_score_histograms(
+            np.concatenate(scores), np.concatenate(labels), float(np.mean(thresholds or [0.5])),
+            Path(plots_dir) / "score_hist.png",
+        )
+    metrics = summarise(results, cfg)
+    write_json(metrics, Path(out_dir) / "metrics.json")
+    write_csv([{"series": r.series, **r.flat()} for r in results], Path(out_dir) / "per_series.csv")
+    return metrics
+
+
 def summarise(results: Sequence[SeriesResult], cfg: EvaluateConfig) -> dict[str, float]:
     """Headline numbers first (the configured granularity), then everything else."""
     agg = aggregate(results)
