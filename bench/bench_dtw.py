@@ -167,8 +167,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     windows, reference = make_data(args.n, args.window, args.channels, args.seed)
     warmup()
     dtw_to_reference(windows[:REFERENCE_POOL], reference, band=args.band)
-    ours_total = best_of(lambda: dtw_to_reference(windows, reference, band=args.band), args.repeats)
+    def ours() -> np.ndarray:
+        return dtw_to_reference(windows, reference, band=args.band)
+
+    ours_total = best_of(ours, args.repeats)
     ours_pair = ours_total / args.n
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)  # per-core throughput: shows the parallel scaling
+    try:
+        ours_1t = best_of(ours, args.repeats)
+    finally:
+        numba.set_num_threads(threads)
 
     results: dict[str, Any] = {
         "config": {
@@ -181,6 +190,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "machine": machine_info(),
         "ours": {"total_s": ours_total, "per_pair_s": ours_pair, "pairs_timed": args.n},
+        "ours_1_thread": {
+            "total_s": ours_1t,
+            "per_pair_s": ours_1t / args.n,
+            "pairs_timed": args.n,
+            "ns_per_dp_cell": ours_1t / (args.n * args.window * args.window) * 1e9,
+        },
     }
     fast_sample = min(args.fastdtw_sample, args.n)
     if fast_sample > 0:
@@ -238,15 +253,22 @@ def render(results: dict[str, Any]) -> None:
         f"({machine['numba_threading_layer']}), {machine['processor']}, {machine['platform']}, "
         f"python {machine['python']}, numpy {machine['numpy']}, numba {machine['numba']}",
     ]
-    ours = results["ours"]
+    ours, ours_1t = results["ours"], results["ours_1_thread"]
     rows = [
         (
-            "capmix dtw_to_reference",
+            f"capmix dtw_to_reference ({machine['numba_threads']} thr)",
             f"{ours['pairs_timed']:,}",
             _fmt_us(ours["per_pair_s"]),
             f"{ours['total_s']:.3f} s",
             "1x",
-        )
+        ),
+        (
+            "capmix dtw_to_reference (1 thr)",
+            f"{ours_1t['pairs_timed']:,}",
+            _fmt_us(ours_1t["per_pair_s"]),
+            f"{ours_1t['total_s']:.3f} s",
+            f"{ours_1t['total_s'] / ours['total_s']:.1f}x slower",
+        ),
     ]
     labels = {
         "fastdtw": "fastdtw (radius=1, p=2)",
@@ -266,7 +288,9 @@ def render(results: dict[str, Any]) -> None:
                 )
             )
     columns = ("method", "pairs timed", "per pair", f"total for N={cfg['n']:,}", "vs ours")
-    footer = []
+    footer = [
+        f"ours, 1 thread: {ours_1t['ns_per_dp_cell']:.3f} ns per DP cell (W*W cells per pair)"
+    ]
     for key in ("tslearn", "tslearn_numpy"):
         if key in results:
             footer.append(

@@ -134,36 +134,7 @@ def _dtw_batch_kernel(
                 x0 = x[0]
                 if n_channels == 1:
                     # Fused cost + update: the hot path of label revision.
-                    # Two columns per pass: the first result feeds the second
-                    # from a register (no store-to-load round trip on the
-                    # dependency chain) and the shared ``up`` row is loaded once.
-                    k = klo
-                    while k + 1 <= khi:
-                        diag = prev[k - 1]
-                        up1 = prev[k]
-                        up2 = prev[k + 1]
-                        left = cur[k - 1]
-                        dst1 = cur[k]
-                        dst2 = cur[k + 1]
-                        r1 = reference[k - 1, 0]
-                        r2 = reference[k, 0]
-                        for lane in range(lanes):
-                            xv = x0[lane]
-                            u1 = up1[lane]
-                            a = diag[lane]
-                            best = a if a < u1 else u1
-                            lf = left[lane]
-                            best = lf if lf < best else best
-                            diff = xv - r1
-                            v1 = diff * diff + best
-                            dst1[lane] = v1
-                            u2 = up2[lane]
-                            best = u1 if u1 < u2 else u2
-                            best = v1 if v1 < best else best
-                            diff = xv - r2
-                            dst2[lane] = diff * diff + best
-                        k += 2
-                    if k == khi:
+                    for k in range(klo, khi + 1):
                         diag = prev[k - 1]
                         up = prev[k]
                         left = cur[k - 1]

@@ -59,6 +59,7 @@ CHANNEL_TYPES = ["float64", "float32"]
 TIMESTAMP_TYPES = ["datetime64[ns]", "int64"]
 LABEL_TYPES = ["Int8Dtype", "Int16Dtype", "Int32Dtype", "Int64Dtype", "int8", "int16", "int32", "int64"]
 NO_SERIES = "<no series column>"
+TYPE_CHECKS = ("expect_column_values_to_be_in_type_list", "expect_column_values_to_be_of_type")
 
 # per-series aggregate columns (the second batch)
 DUPLICATE_TS = "duplicate_timestamps"
@@ -81,7 +82,7 @@ class DataValidationError(ValueError):
 class ValidationConfig(BaseModel):
     """What a dataset must satisfy to be trained on (``mode="train"``) or scored (``"score"``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid")
 
     kind: Literal["univariate", "multivariate"]
     channels: list[str] | None = Field(
@@ -91,8 +92,10 @@ class ValidationConfig(BaseModel):
     max_anomaly_ratio: float = Field(0.2, ge=0.0, le=1.0)
     min_anomaly_ratio: float = Field(0.0, ge=0.0, le=1.0)
     impute: Literal["none", "ffill", "interpolate"] = "none"
-    require_labels: bool = Field(False, description="every test point needs a 0/1 label (evaluation)")
-    mode: Literal["train", "score"] = "train"
+    require_labels: bool = Field(..., description="every test point needs a 0/1 label (evaluation)")
+    mode: Literal["train", "score"] = Field(
+        ..., description="train: train and test splits longer than a window; score: the test split"
+    )
 
     @field_validator("channels")
     @classmethod
@@ -540,7 +543,7 @@ def _where_table(exp_type: str, column: str | None, result: dict[str, Any], fram
     data_channels = [c for c in cols if c not in RESERVED_COLUMNS]
     if exp_type == "expect_column_to_exist":
         return f"column {column!r} is missing; the frame has {cols}"
-    if exp_type in ("expect_column_values_to_be_in_type_list", "expect_column_values_to_be_of_type"):
+    if exp_type in TYPE_CHECKS:
         assert column is not None
         dtype = frame[column].dtype if column in frame.columns else None
         wanted = kwargs.get("type_list") or [kwargs.get("type_")]
@@ -575,8 +578,7 @@ def _failures(results: dict[str, Any], frame: pd.DataFrame, summary: pd.DataFram
     missing = {r.expectation_config.kwargs.get("column") for _, r in raw
                if r.expectation_config.type == "expect_column_to_exist"}
     mistyped = {r.expectation_config.kwargs.get("column") for _, r in raw
-                if r.expectation_config.type in ("expect_column_values_to_be_in_type_list",
-                                                 "expect_column_values_to_be_of_type")}
+                if r.expectation_config.type in TYPE_CHECKS} - missing
     out: list[Failure] = []
     for suite_name, r in raw:
         cfg = r.expectation_config
@@ -585,12 +587,13 @@ def _failures(results: dict[str, Any], frame: pd.DataFrame, summary: pd.DataFram
         raised = bool(r.exception_info and r.exception_info.get("raised_exception"))
         if column is not None and exp_type != "expect_column_to_exist" and column in missing:
             continue
-        if raised and column in mistyped:
-            continue
+        could_not_run = raised or "unexpected_count" not in (r.result or {})
+        if column in mistyped and exp_type not in TYPE_CHECKS and could_not_run:
+            continue  # a value check that could not run on a column of the wrong dtype
         result = dict(r.result or {})
         if suite_name == "series" and column is not None:
             where = _where_series(result, column, kwargs, summary)
-        elif column is not None and exp_type.startswith("expect_column_values") and "type" not in exp_type:
+        elif column is not None and exp_type.startswith("expect_column_values") and exp_type not in TYPE_CHECKS:
             mask = _row_mask(frame, exp_type, column)
             if mask is not None and mask.any():
                 where = _where_rows(frame, column, mask)
@@ -602,7 +605,10 @@ def _failures(results: dict[str, Any], frame: pd.DataFrame, summary: pd.DataFram
         if raised:
             where += f" (check raised: {r.exception_info.get('exception_message')})"
         hint = suites.hints.get((exp_type, column), "see the Data Docs report")
-        out.append(Failure(exp_type, column, where, hint, suite=suites.frame.name if suite_name == "frame" else suites.series.name))
+        suite = suites.frame.name if suite_name == "frame" else suites.series.name
+        out.append(Failure(exp_type, column, where, hint, suite=suite))
+    rank = {key: i for i, key in enumerate(suites.hints)}  # suite order: schema first, then values
+    out.sort(key=lambda f: rank.get((f.expectation, f.column), len(rank)))
     return out
 
 
@@ -641,6 +647,7 @@ def _write_json_atomic(obj: Any, path: Path) -> None:
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the report is meant to be read by others
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -665,6 +672,7 @@ def _build_docs_atomic(context: Any, target: Path) -> Path:
         context.build_data_docs(site_names=[site])
         if not (tmp / "index.html").is_file():
             raise RuntimeError(f"GX built no index.html under {tmp}")
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}-{time.monotonic_ns()}")
             os.replace(target, old)
@@ -693,7 +701,7 @@ def validate_frame(frame: pd.DataFrame, cfg: ValidationConfig, out_dir: str | os
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"validate_frame needs a pandas DataFrame, got {type(frame).__name__}")
     start = time.perf_counter()
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # GX site stores need absolute paths
     channels = _channels_of(frame, cfg)
     frame, imputed = _impute(frame, channels, cfg.impute)
     summary = series_summary(frame)

@@ -33,8 +33,8 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Mapping
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -107,17 +107,23 @@ _BAD_TAG_CHARS = re.compile(r"[^/\w.\- ]")
 
 # =============================================================================== the bundle model
 def _detector_dirs(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "config.json").is_file())
+    return sorted(
+        p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "config.json").is_file()
+    )
 
 
 def load_bundle(models_dir: str | Path, device: str | None = None) -> dict[str, CAPMixDetector]:
     """Every detector of a bundle directory, keyed by series name (= subdirectory name)."""
     root = Path(models_dir)
     if not root.is_dir():
-        raise ValueError(f"model bundle {root} is not a directory; train the models first (it holds one folder per series)")
+        raise ValueError(
+            f"model bundle {root} is not a directory; train the models first (it holds one folder per series)"
+        )
     dirs = _detector_dirs(root)
     if not dirs:
-        raise ValueError(f"model bundle {root} holds no saved detectors (no <series>/config.json); train the models first")
+        raise ValueError(
+            f"model bundle {root} holds no saved detectors (no <series>/config.json); train the models first"
+        )
     return {d.name: CAPMixDetector.load(d, device=device) for d in dirs}
 
 
@@ -167,7 +173,8 @@ class CAPMixBundleModel(mlflow.pyfunc.PythonModel):
         if missing.any():
             if only is None:
                 raise ValueError(
-                    f"{int(missing.sum())} rows have no '{SERIES_COL}' value (first: row {int(np.flatnonzero(missing)[0])}); "
+                    f"{int(missing.sum())} rows have no '{SERIES_COL}' value "
+                    f"(first: row {int(np.flatnonzero(missing)[0])}); "
                     "every row must name its series"
                 )
             names[missing] = only
@@ -299,7 +306,12 @@ def _clean_tags(tags: Mapping[str, Any]) -> dict[str, str]:
         if v is None or _is_secret(str(k)):
             continue
         key = _BAD_TAG_CHARS.sub("_", str(k))[:250]
-        value = v if isinstance(v, str) else json.dumps(v, default=str) if isinstance(v, (dict, list, tuple)) else str(v)
+        if isinstance(v, str):
+            value = v
+        elif isinstance(v, (dict, list, tuple)):
+            value = json.dumps(v, default=str)
+        else:
+            value = str(v)
         clean[key] = _URL_USERINFO.sub(r"\g<scheme>***@", value)[:5000]
     return clean
 
@@ -366,6 +378,18 @@ def _signature(example: pd.DataFrame, output: pd.DataFrame, single_series: bool)
 
 
 # =============================================================================== logging
+@contextmanager
+def _resumed_run(run_id: str, nested: bool) -> Iterator[Any]:
+    """Make ``run_id`` the active run of this thread; leave its status as it was (a flow in another
+    thread may still be running it: ending it here would mark it FINISHED under the flow's feet)."""
+    client = MlflowClient()
+    status = client.get_run(run_id).info.status
+    with mlflow.start_run(run_id=run_id, nested=nested) as run:
+        yield run
+    if status == "RUNNING":
+        client.update_run(run_id, status="RUNNING")
+
+
 def log_bundle(
     models_dir: str | Path,
     input_example: pd.DataFrame,
@@ -375,12 +399,15 @@ def log_bundle(
     *,
     params: Mapping[str, Any] | None = None,
     repo_dir: str | Path | None = None,
+    run_id: str | None = None,
     run_name: str | None = None,
     max_example_series: int = 3,
 ) -> ModelVersion | None:
     """Log ``models_dir`` as a pyfunc bundle (and register it when ``registered_name``).
 
-    Logged into the active run, or a new one (``run_name``) that is ended afterwards. The input
+    Logged into ``run_id`` when given (resumed; pass it from a Prefect task, whose thread does not
+    see the flow's active run), else the active run, else a new run (``run_name``) that is ended
+    afterwards; ``train.*`` params are logged as run params only in such a new run. The input
     example is reduced to ``series`` + channel columns (``max_example_series`` series, two windows
     each) and, together with the bundle's own prediction on it, gives the signature. The version
     (and the run) get tags: ``git.commit``, ``dvc.<out path>`` (md5 from ``<repo_dir>/dvc.lock``),
@@ -423,9 +450,16 @@ def log_bundle(
     log_params = {k: v for k, v in flat_params.items() if not _is_secret(k)}
 
     active = mlflow.active_run()
-    with nullcontext(active) if active is not None else mlflow.start_run(run_name=run_name or "capmix-bundle"):
+    if active is not None and (run_id is None or active.info.run_id == run_id):
+        run_ctx: Any = nullcontext(active)
+    elif run_id is not None:
+        run_ctx = _resumed_run(run_id, nested=active is not None)
+    else:
+        run_ctx = mlflow.start_run(run_name=run_name or "capmix-bundle")
+    own_run = active is None and run_id is None
+    with run_ctx:
         mlflow.set_tags(version_tags)
-        if active is None and log_params:  # an existing run may already hold these params
+        if own_run and log_params:  # an existing run may already hold these params
             mlflow.log_params(log_params)
         with tempfile.TemporaryDirectory(prefix="capmix-code-") as code_dir:
             info = mlflow.pyfunc.log_model(
@@ -632,7 +666,11 @@ def promote(client: MlflowClient, name: str, version: str | int, reason: str) ->
         client,
         name,
         version,
-        {"promotion.decision": "promoted (manual)", "promotion.reason": reason, "promotion.compared_to": previous or "none"},
+        {
+            "promotion.decision": "promoted (manual)",
+            "promotion.reason": reason,
+            "promotion.compared_to": previous or "none",
+        },
     )
     return entry
 

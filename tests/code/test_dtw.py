@@ -22,7 +22,8 @@ TOL = 1e-9
 SEEDS = (0, 1, 2)
 LENGTHS = (8, 33, 64)
 CHANNELS = (1, 3, 7)
-# Window counts straddling the kernel's lane width so partial lane groups run.
+# Fewer windows than one lane group: the padded partial-group path always runs
+# (test_partial_lane_groups straddles the lane width explicitly).
 N_WINDOWS = 11
 
 
@@ -71,8 +72,10 @@ def test_univariate_shapes_match_tslearn_and_3d() -> None:
     np.testing.assert_array_equal(ours, dtw_to_reference(windows[..., None], reference[:, None]))
 
 
-@pytest.mark.parametrize("n_windows", [1, 2, 7, 8, 9, 17])
-def test_partial_lane_groups(n_windows: int) -> None:
+@pytest.mark.parametrize("offset", [-1, 0, 1])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_partial_lane_groups(groups: int, offset: int) -> None:
+    n_windows = groups * dtw_module._LANES + offset
     rng = np.random.default_rng(n_windows)
     windows = rng.standard_normal((n_windows, 12, 2))
     reference = rng.standard_normal((9, 2))
@@ -134,7 +137,8 @@ def test_strided_sliding_window_view(
     assert not view.flags.c_contiguous
     reference = rng.standard_normal((window, 2))
     ours = dtw_to_reference(view, reference, band=3)
-    np.testing.assert_array_equal(ours, dtw_to_reference(np.ascontiguousarray(view), reference, band=3))
+    contiguous = np.ascontiguousarray(view)
+    np.testing.assert_array_equal(ours, dtw_to_reference(contiguous, reference, band=3))
     np.testing.assert_allclose(ours, _tslearn_dtw(view, reference, 3), rtol=0, atol=TOL)
 
     univariate = np.lib.stride_tricks.sliding_window_view(series[:, 0], window)[::3]
@@ -161,10 +165,10 @@ def test_non_finite_windows_rejected(bad: float) -> None:
 
 
 def test_non_finite_counted_across_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dtw_module, "_CONVERT_CHUNK_BYTES", 1)  # 32-window chunks
-    windows = np.zeros((70, 8, 2))
+    monkeypatch.setattr(dtw_module, "_CONVERT_CHUNK_BYTES", 1)  # one lane group per chunk
+    windows = np.zeros((3 * dtw_module._LANES, 8, 2))
     windows[3, 0, 0] = np.inf
-    windows[65, 7, 1] = np.nan
+    windows[-1, 7, 1] = np.nan
     with pytest.raises(ValueError, match=r"windows contains non-finite values \(1 NaN, 1 inf\)"):
         dtw_to_reference(windows, np.zeros((8, 2)))
 
@@ -177,7 +181,8 @@ def test_non_finite_reference_rejected() -> None:
 
 
 def test_channel_mismatch_rejected() -> None:
-    with pytest.raises(ValueError, match=r"channel mismatch: windows have 3 channel\(s\).*reference has 2"):
+    expected = r"channel mismatch: windows have 3 channel\(s\).*reference has 2"
+    with pytest.raises(ValueError, match=expected):
         dtw_to_reference(np.zeros((4, 8, 3)), np.zeros((8, 2)))
     with pytest.raises(ValueError, match="channel mismatch"):
         dtw_to_reference(np.zeros((4, 8)), np.zeros((8, 2)))
