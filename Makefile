@@ -29,7 +29,7 @@ $(STAMP): requirements/lock.txt pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/capmix run
+	$(BIN)/python -m flows.train
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -61,12 +61,20 @@ def generate(params: ParamsOpt = Path("params.yaml")) -> None:
     console.print(f"wrote {out}")
 
 
+def tuned_params(p: dict[str, Any]) -> dict[str, Any]:
+    """gamma/alpha[/mixup_layers] from the tuning file, when tuning is enabled in params."""
+    from capmix.tuning import read_best_params
+
+    tune = p.get("tune", {}) or {}
+    return read_best_params(tune.get("best_params", "tuning/best_params.yaml")) if tune.get("enabled") else {}
+
+
 def train_all(p: dict[str, Any], models: Path, preset: str | None = None) -> list[dict[str, Any]]:
     """Train one model per series with a progress bar; returns per-series summaries."""
     from capmix.config import detector_config
     from capmix.pipeline import DatasetConfig, load_series, train_series
 
-    cfg = detector_config(p, preset=preset)
+    cfg = detector_config(p, preset=preset, **tuned_params(p))
     series = load_series(DatasetConfig.model_validate(p.get("dataset", {})))
     summaries, history = [], []
     with _progress() as prog:
@@ -171,6 +179,65 @@ def score(
         [{"score": float(s), "alarm": int(s > det.threshold_)} for s in scores], out
     )
     console.print(f"wrote {out}: {int((scores > det.threshold_).sum())} alarms in {len(scores)} points")
+
+
+@app.command()
+def validate(
+    params: ParamsOpt = Path("params.yaml"),
+    mode: Annotated[str, typer.Option(help="train (train+test splits) or score (test split)")] = "train",
+    channels: Annotated[str | None, typer.Option(help="comma-separated expected channels (scoring)")] = None,
+) -> None:
+    """Great Expectations suite on the dataset; non-zero exit listing every failed expectation."""
+    from capmix.config import detector_config
+    from capmix.data import read_dataset, to_frame
+    from capmix.pipeline import DatasetConfig
+    from capmix.validation import ValidationConfig, validate_frame
+
+    p = _params(params)
+    v = dict(p.get("validate", {}) or {})
+    out = v.pop("out", "reports/validation")
+    try:
+        series = read_dataset(DatasetConfig.model_validate(p.get("dataset", {})).path)
+        cfg = ValidationConfig(
+            kind="univariate" if series[0].n_channels == 1 else "multivariate",
+            channels=channels.split(",") if channels else None,
+            window=detector_config(p).window,
+            require_labels=mode == "train",
+            mode=mode,
+            **v,
+        )
+        report = validate_frame(to_frame(series), cfg, out)
+        report.raise_for_failures()
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    console.print(f"validation passed: {report.json_path} (Data Docs: {report.data_docs_path})")
+
+
+@app.command()
+def tune(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Optuna gamma/alpha search on the training period; writes tune.best_params (DVC-tracked)."""
+    from capmix.config import detector_config
+    from capmix.pipeline import DatasetConfig, load_series, write_json
+    from capmix.tuning import TuneConfig, plot_study, tune as run_tune, write_best_params
+
+    p = _params(params)
+    t = dict(p.get("tune", {}) or {})
+    out = Path(t.pop("best_params", "tuning/best_params.yaml"))
+    if not t.get("enabled"):
+        # keep the stage's output well-defined: no tuned parameters are applied
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("# tuning disabled (params.yaml tune.enabled: false)\nbest_params: {}\n")
+        console.print(f"tuning disabled; wrote {out}")
+        return
+    try:
+        series = load_series(DatasetConfig.model_validate(p.get("dataset", {})))
+        result = run_tune(series, detector_config(p), TuneConfig.model_validate(t))
+        write_best_params(result, out)
+        plot_study(result, out.with_name("study.png"))
+        write_json({"best_value": result.best_value, **result.best_params}, out.with_name("best_metrics.json"))
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    console.print(f"best {result.best_params} (val AUC {result.best_value:.4f}) -> {out}")
 
 
 @app.command()

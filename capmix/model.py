@@ -27,6 +27,26 @@ def feature_length(window: int, kernel: int) -> int:
     return _pool_len(_conv_len(n, HIDDEN_KERNEL, HIDDEN_KERNEL // 2))
 
 
+class SeededDropout(nn.Module):
+    """Dropout drawing from the model's own generator instead of torch's global one.
+
+    Several series train at once in one process (a thread-pool task runner); with the global
+    generator their draws would interleave and the same seed would not give the same model.
+    """
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+        self.generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = torch.empty_like(x).bernoulli_(keep, generator=self.generator)
+        return x * mask / keep
+
+
 def _block(c_in: int, c_out: int, kernel: int, dropout: float | None) -> nn.Sequential:
     layers: list[nn.Module] = [
         nn.Conv1d(c_in, c_out, kernel, padding=kernel // 2, bias=False),
@@ -35,7 +55,7 @@ def _block(c_in: int, c_out: int, kernel: int, dropout: float | None) -> nn.Sequ
         nn.MaxPool1d(**POOL),
     ]
     if dropout is not None:
-        layers.append(nn.Dropout(dropout))
+        layers.append(SeededDropout(dropout))
     return nn.Sequential(*layers)
 
 
@@ -62,6 +82,12 @@ class TCN(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(flat // 2, 2),
         )
+
+    def set_generator(self, generator: torch.Generator) -> None:
+        """Route every random draw of the network (dropout) through ``generator``."""
+        for m in self.modules():
+            if isinstance(m, SeededDropout):
+                m.generator = generator
 
     def forward(
         self,

@@ -7,6 +7,7 @@ import math
 import os
 import random
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -107,6 +108,10 @@ class AugmentedData:
         return rep
 
 
+#: Weight initialisation uses torch's global generator; the lock makes seed + init atomic when
+#: several series train in threads of one process.
+_INIT_LOCK = threading.Lock()
+
 #: Independent random streams of one seed: augmentation and training never share a generator,
 #: so augmenting in one pipeline task and training in another gives the same model as ``fit``.
 AUGMENT_STREAM = 0
@@ -114,10 +119,15 @@ TRAIN_STREAM = 1
 
 
 def seed_everything(seed: int, stream: int = AUGMENT_STREAM) -> np.random.Generator:
-    """Seed python, numpy and torch; return the numpy generator of the given stream."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    """Seed python and numpy; return the numpy generator of the given stream.
+
+    capmix itself draws only from explicit generators (this one, and torch generators seeded
+    from it); torch's global generator is seeded together with weight initialisation in
+    :func:`build_model`, under a lock, so concurrent fits in threads stay deterministic.
+    """
+    with _INIT_LOCK:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
     return np.random.default_rng([seed, stream])
 
 
@@ -193,6 +203,13 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def build_model(n_channels: int, cfg: DetectorConfig) -> TCN:
+    """A freshly initialised TCN; the same seed always gives the same weights."""
+    with _INIT_LOCK:
+        torch.manual_seed(cfg.seed)
+        return TCN(n_channels, cfg.window, cfg.kernel, cfg.features, cfg.dropout)
+
+
 @dataclass
 class EpochLog:
     epoch: int
@@ -250,7 +267,7 @@ def train_model(
     rng = seed_everything(cfg.seed, TRAIN_STREAM)
     n_channels = data.n_channels
     device = resolve_device(cfg.device)
-    model = TCN(n_channels, cfg.window, cfg.kernel, cfg.features, cfg.dropout).to(device)
+    model = build_model(n_channels, cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_factor, patience=cfg.lr_patience)
     x_tr = torch.from_numpy(np.ascontiguousarray(data.x_train, dtype=np.float32)).to(device)
@@ -258,6 +275,7 @@ def train_model(
     x_va = torch.from_numpy(np.ascontiguousarray(data.x_val, dtype=np.float32)).to(device)
     y_va = torch.from_numpy(data.y_val.astype(np.float32)).to(device)
     gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    model.set_generator(torch.Generator(device=device).manual_seed(int(rng.integers(2**31))))
     layers = list(cfg.mixup_layers) if cfg.use_mixup else []
     n = x_tr.shape[0]
 

@@ -72,8 +72,13 @@ def _champion_metric(uri: str, data_path: str, ecfg: EvaluateConfig, metric: str
     """Evaluate a registered bundle on the same held-out data as the challenger."""
     from capmix.pipeline import evaluate_saved
 
+    from mlflow.models import Model
+
+    from flows.registry import ARTIFACT_KEY
+
     local = Path(mlflow.artifacts.download_artifacts(uri))
-    models_dir = next(p.parent for p in local.rglob("summary.json"))
+    # the bundle directory as the pyfunc flavor records it (the flow's models/ has no summary.json)
+    models_dir = local / Model.load(local).flavors["python_function"]["artifacts"][ARTIFACT_KEY]["path"]
     series = read_dataset(data_path)
     results = [evaluate_saved(s, models_dir, ecfg)[0] for s in series]
     return float(summarise(results, ecfg)[metric])

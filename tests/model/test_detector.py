@@ -154,3 +154,15 @@ def test_prepare_save_load_fit_equals_fit(tmp_path):
     split = det.fit_prepared(AugmentedData.load(path))
     np.testing.assert_array_equal(direct.decision_function(x), split.decision_function(x))
     assert split.train_digest_ == direct.train_digest_
+
+
+def test_concurrent_fits_in_threads_are_deterministic():
+    """A thread-pool task runner trains several series at once; each must equal its solo fit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    xs = [_series(seed=i) for i in range(3)]
+    solo = [CAPMixDetector(**FAST).fit(x).decision_function(x) for x in xs]
+    with ThreadPoolExecutor(3) as ex:
+        together = list(ex.map(lambda x: CAPMixDetector(**FAST).fit(x).decision_function(x), xs))
+    for a, b in zip(solo, together):
+        np.testing.assert_array_equal(a, b)
