@@ -85,7 +85,7 @@ class DetectorConfig(BaseModel):
     # -- runtime
     seed: int = 0
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
-    score_batch_size: int = Field(4096, ge=1)
+    score_batch_size: int = Field(1024, ge=1, description="windows per scoring batch (cache-sized)")
 
     @field_validator("mixup_layers")
     @classmethod

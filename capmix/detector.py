@@ -22,7 +22,7 @@ import torch
 
 from capmix import __version__
 from capmix.config import DetectorConfig
-from capmix.model import TCN
+from capmix.model import TCN, fuse_for_inference
 from capmix.training import (
     AugmentedData,
     EpochLog,
@@ -166,8 +166,7 @@ class CAPMixDetector:
         self.best_epoch_ = result.best_epoch
         self.augmentation_ = data.report()
         self.dtw_distances_ = data.revision.distances if data.revision is not None else None
-        device = next(self.model_.parameters()).device
-        val_scores = predict_proba(self.model_, data.x_val[: data.n_val_real], cfg.score_batch_size, device)
+        val_scores = self._score(data.x_val[: data.n_val_real])
         self.val_scores_ = val_scores
         self.threshold_ = float(val_scores.mean() + cfg.threshold_z * val_scores.std())
         self.train_digest_ = data.train_digest
@@ -193,18 +192,25 @@ class CAPMixDetector:
             )
         return sliding_windows(self.scaler_.transform(X), self.config.window, self.config.stride), X.shape[0]
 
+    def _scorer(self) -> TCN:
+        """The BatchNorm-folded copy of the network used for all scoring (built once)."""
+        if getattr(self, "_fused", None) is None or self._fused_of is not self.model_:
+            self._fused, self._fused_of = fuse_for_inference(self.model_), self.model_
+        return self._fused
+
+    def _score(self, windows: np.ndarray) -> np.ndarray:
+        device = next(self.model_.parameters()).device
+        return predict_proba(self._scorer(), windows, self.config.score_batch_size, device)
+
     def score_windows(self, X: Any) -> np.ndarray:
         """One score per window (window i starts at point ``i * stride``)."""
         windows, _ = self._windows(X)
-        device = next(self.model_.parameters()).device
-        return predict_proba(self.model_, windows, self.config.score_batch_size, device)
+        return self._score(windows)
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Anomaly score of every point of ``X`` (higher = more anomalous)."""
         windows, n_points = self._windows(X)
-        device = next(self.model_.parameters()).device
-        scores = predict_proba(self.model_, windows, self.config.score_batch_size, device)
-        return point_scores(scores, n_points, self.config.window, self.config.stride)
+        return point_scores(self._score(windows), n_points, self.config.window, self.config.stride)
 
     def predict(self, X: Any) -> np.ndarray:
         """0/1 per point using ``threshold_`` fixed from training-period validation data."""

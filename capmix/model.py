@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -10,6 +12,8 @@ HIDDEN_KERNEL = 8
 BLOCK1_WIDTH = 32
 BLOCK2_WIDTH = 64
 POOL = dict(kernel_size=2, stride=2, padding=1)
+#: The same pooling as a (1, 2) window over the (B, C, 1, W) layout the blocks use.
+POOL_2D = dict(kernel_size=(1, 2), stride=(1, 2), padding=(0, 1))
 
 
 def _conv_len(length: int, kernel: int, pad: int) -> int:
@@ -48,11 +52,18 @@ class SeededDropout(nn.Module):
 
 
 def _block(c_in: int, c_out: int, kernel: int, dropout: float | None) -> nn.Sequential:
+    """Conv -> BN -> ReLU -> MaxPool(2, 2, pad 1) [-> Dropout], as METHOD.md section 4 lists it.
+
+    Written as 1 x k 2-D convolutions over a (B, C, 1, W) tensor: the same arithmetic as Conv1d,
+    but oneDNN's 2-D kernels train this network ~1.6x faster on CPU (bench/bench_train.py).
+    Pooling comes before the ReLU: max and ReLU commute (ReLU is monotone, padding is -inf),
+    so the output is identical and the ReLU touches half as many values.
+    """
     layers: list[nn.Module] = [
-        nn.Conv1d(c_in, c_out, kernel, padding=kernel // 2, bias=False),
-        nn.BatchNorm1d(c_out),
+        nn.Conv2d(c_in, c_out, (1, kernel), padding=(0, kernel // 2), bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.MaxPool2d(**POOL_2D),
         nn.ReLU(inplace=True),
-        nn.MaxPool1d(**POOL),
     ]
     if dropout is not None:
         layers.append(SeededDropout(dropout))
@@ -95,7 +106,7 @@ class TCN(nn.Module):
         mix: tuple[int, float, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Logits ``(B, 2)``; ``mix = (layer, lam, perm)`` mixes ``h = lam*h + (1-lam)*h[perm]``."""
-        h = x.transpose(1, 2)  # (B, C, W) for Conv1d
+        h = x.transpose(1, 2).unsqueeze(2)  # (B, C, 1, W) for the 1 x k convolutions
         if mix is not None and mix[0] == 0:
             h = _mix(h, mix)
         for i, block in enumerate(self.blocks, start=1):
@@ -103,7 +114,24 @@ class TCN(nn.Module):
             if mix is not None and mix[0] == i:
                 h = _mix(h, mix)
         # time-major flatten (B, L, F) as in the reference implementation
-        return self.head(h.transpose(1, 2).flatten(1))
+        return self.head(h.squeeze(2).transpose(1, 2).flatten(1))
+
+
+def fuse_for_inference(model: TCN) -> TCN:
+    """An evaluation-only copy with each BatchNorm folded into the layer before it.
+
+    Scores equal the unfused network's within float rounding (~1e-7) and scoring runs
+    about 1.5-2x faster on CPU; training always uses the unfused model.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+
+    fused = copy.deepcopy(model).eval()
+    for block in fused.blocks:
+        block[0] = fuse_conv_bn_eval(block[0], block[1])
+        block[1] = nn.Identity()
+    fused.head[0] = fuse_linear_bn_eval(fused.head[0], fused.head[1])
+    fused.head[1] = nn.Identity()
+    return fused
 
 
 def _mix(h: torch.Tensor, mix: tuple[int, float, torch.Tensor]) -> torch.Tensor:

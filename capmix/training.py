@@ -217,7 +217,9 @@ class EpochLog:
     val_loss: float
     val_auc: float
     lr: float
-    seconds: float
+    seconds: float  #: the whole epoch, validation included
+    train_seconds: float = 0.0  #: the pass over the training windows
+    network_seconds: float = 0.0  #: forward + backward + optimiser step inside that pass
 
 
 @dataclass
@@ -268,7 +270,8 @@ def train_model(
     n_channels = data.n_channels
     device = resolve_device(cfg.device)
     model = build_model(n_channels, cfg).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    # the fused kernel updates all parameters in one pass (the per-tensor ops were ~7 % of an epoch)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay, fused=True)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_factor, patience=cfg.lr_patience)
     x_tr = torch.from_numpy(np.ascontiguousarray(data.x_train, dtype=np.float32)).to(device)
     y_tr = torch.from_numpy(data.y_train.astype(np.float32)).to(device)
@@ -285,7 +288,7 @@ def train_model(
         t0 = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=gen).to(device)
-        total, seen = 0.0, 0
+        total, seen, t_net = 0.0, 0, 0.0
         for start in range(0, n, cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
             if idx.shape[0] < 2:  # BatchNorm needs two samples in training mode
@@ -298,16 +301,20 @@ def train_model(
                 perm = torch.randperm(idx.shape[0], generator=gen).to(device)
                 mix = (layer, lam, perm)
                 yb = lam * yb + (1.0 - lam) * yb[perm]
+            t_b = time.perf_counter()
             loss = soft_cross_entropy(model(xb, mix), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            t_net += time.perf_counter() - t_b
             total += float(loss.detach()) * idx.shape[0]
             seen += idx.shape[0]
+        t_train = time.perf_counter() - t0
         train_loss = total / max(1, seen)
         sched.step(train_loss)
         val_loss, val_auc = _validate(model, x_va, y_va, cfg.score_batch_size)
-        log = EpochLog(epoch, train_loss, val_loss, val_auc, opt.param_groups[0]["lr"], time.perf_counter() - t0)
+        log = EpochLog(epoch, train_loss, val_loss, val_auc, opt.param_groups[0]["lr"],
+                       time.perf_counter() - t0, t_train, t_net)
         result.history.append(log)
         if on_epoch is not None:
             on_epoch(log)

@@ -11,10 +11,10 @@ from capmix.model import TCN, feature_length, soft_cross_entropy
 def test_feature_length(w, k, expected):
     assert feature_length(w, k) == expected
     model = TCN(2, w, k, 16, 0.45)
-    h = torch.randn(3, w, 2).transpose(1, 2)
+    h = torch.randn(3, w, 2).transpose(1, 2).unsqueeze(2)
     for block in model.blocks:
         h = block(h)
-    assert h.shape == (3, 16, feature_length(w, k))
+    assert h.shape == (3, 16, 1, feature_length(w, k))
 
 
 @pytest.mark.parametrize("layer", [0, 1, 2, 3])
@@ -60,3 +60,21 @@ def test_gradient_flows_through_hidden_mixup():
     loss = soft_cross_entropy(model(x, mix=(2, 0.6, torch.randperm(6))), torch.rand(6))
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_blocks_equal_the_conv1d_formulation():
+    """The 1 x k Conv2d blocks compute METHOD.md's Conv1d -> BN -> ReLU -> MaxPool1d exactly."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = TCN(3, 64, 8, 16, 0.45).eval()
+    block = model.blocks[0]
+    conv = nn.Conv1d(3, 32, 8, padding=4, bias=False)
+    conv.weight.data = block[0].weight.data.squeeze(2).clone()
+    bn = nn.BatchNorm1d(32).eval()
+    bn.load_state_dict({k: v for k, v in block[1].state_dict().items()})
+    bn.running_mean.uniform_(-1, 1)
+    block[1].running_mean.copy_(bn.running_mean)
+    ref = nn.Sequential(conv, bn, nn.ReLU(), nn.MaxPool1d(2, 2, 1))
+    x = torch.randn(5, 3, 64)
+    torch.testing.assert_close(block(x.unsqueeze(2)).squeeze(2), ref(x), rtol=1e-5, atol=1e-5)
