@@ -20,7 +20,7 @@ MARGIN_AUC = 0.10
 def dataset():
     p = load_params("params.yaml")
     section = {k: v for k, v in p["generate"].items() if k != "out"}
-    return p, generate(GeneratorConfig.model_validate({**section, "n_series": 2, "length": 6000}))
+    return p, generate(GeneratorConfig.model_validate(section))  # exactly the main job's data
 
 
 def _score(series, make, cfg):
@@ -35,7 +35,7 @@ def _score(series, make, cfg):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_capmix_beats_random_scorer(dataset, seed):
     p, series = dataset
-    cfg = detector_config(p, seed=seed, max_epochs=15)
+    cfg = detector_config(p, seed=seed)
     ours = _score(series, lambda: CAPMixDetector(cfg), cfg)
     rand = _score(series, lambda: RandomScorer(seed=seed), cfg)
     print(f"seed {seed}: capmix oracle RPA-F1 {ours['window/oracle/rpa_f1_eq13']:.3f} "
