@@ -34,7 +34,8 @@ from capmix.training import (
 )
 from capmix.windows import StandardScaler, point_scores, sliding_windows
 
-FORMAT_VERSION = 1
+#: 2: TCN blocks stored as 1 x k Conv2d weights (format 1 held Conv1d weights)
+FORMAT_VERSION = 2
 _FILES = ("config.json", "state.json", "weights.pt")
 
 

@@ -31,8 +31,10 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
 import mlflow  # noqa: E402
+import mlflow.pyfunc  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
@@ -46,7 +48,6 @@ from flows.train import setup_mlflow  # noqa: E402
 MAX_ARTIFACT_BYTES = 20 * 1024 * 1024
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
-OUTPUT_COLUMNS = (SERIES_COL, TIMESTAMP_COL, "score", "alarm")
 _MODELS_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?")
 
 # the tasks pass models and frames in memory: nothing to cache or persist
@@ -69,7 +70,7 @@ def _resolve(uri: str) -> dict[str, str | None]:
         client = mlflow.MlflowClient()
         try:
             version = str(client.get_model_version_by_alias(name, alias).version)
-        except mlflow.exceptions.MlflowException as exc:
+        except MlflowException as exc:
             raise LookupError(
                 f"{uri}: registered model {name!r} has no alias {alias!r} in {mlflow.get_registry_uri()}; "
                 "train and register a model first (python -m flows.train) or pass --model-uri"
@@ -78,9 +79,9 @@ def _resolve(uri: str) -> dict[str, str | None]:
 
 
 @task(name="load-model", retries=2, retry_delay_seconds=2, **IN_MEMORY)
-def load_model(uri: str, default_window: int) -> dict[str, Any]:
-    """The pyfunc bundle, its registry version, its channels (training order) and its window."""
-    info = _resolve(uri)
+def load_model(info: dict[str, str | None], default_window: int) -> dict[str, Any]:
+    """The pyfunc bundle (``info`` from :func:`_resolve`), its channels (training order) and its window."""
+    uri = info["uri"]
     model = mlflow.pyfunc.load_model(info["load_uri"])
     channels = list((model.model_config or {}).get("channels") or [])
     if not channels:  # older bundles: the input signature (series + channels)
@@ -106,7 +107,9 @@ def _read_table(path: Path) -> pd.DataFrame:
         return pd.read_csv(path)
     if suffix in PARQUET_SUFFIXES:
         return pd.read_parquet(path)
-    raise ValueError(f"{path}: unknown input format {suffix!r}; pass a Parquet ({', '.join(PARQUET_SUFFIXES)}) or CSV file")
+    raise ValueError(
+        f"{path}: unknown input format {suffix!r}; pass a Parquet ({', '.join(PARQUET_SUFFIXES)}) or CSV file"
+    )
 
 
 def canonical_frame(raw: pd.DataFrame, single_series: str | None = None) -> pd.DataFrame:
@@ -124,7 +127,8 @@ def canonical_frame(raw: pd.DataFrame, single_series: str | None = None) -> pd.D
             df[TIMESTAMP_COL] = df.groupby(SERIES_COL, sort=False).cumcount().astype(np.int64)
         else:
             df[TIMESTAMP_COL] = np.arange(len(df), dtype=np.int64)
-    elif not (pd.api.types.is_datetime64_any_dtype(df[TIMESTAMP_COL]) or pd.api.types.is_numeric_dtype(df[TIMESTAMP_COL])):
+    elif not (pd.api.types.is_datetime64_any_dtype(df[TIMESTAMP_COL])
+              or pd.api.types.is_numeric_dtype(df[TIMESTAMP_COL])):
         try:  # CSV: ISO strings
             ts = pd.to_datetime(df[TIMESTAMP_COL])
             if isinstance(ts.dtype, pd.DatetimeTZDtype):
@@ -160,7 +164,8 @@ def read_input(input_path: str, single_series: str | None) -> dict[str, Any]:
 
 
 @task(name="validate-input", **IN_MEMORY)
-def validate_input(frame: pd.DataFrame, channels: list[str], window: int, validate_cfg: dict[str, Any]) -> dict[str, Any]:
+def validate_input(frame: pd.DataFrame, channels: list[str], window: int,
+                   validate_cfg: dict[str, Any]) -> dict[str, Any]:
     """The training GX suite in ``mode="score"`` against the MODEL's channels; raises on failure."""
     from capmix.validation import ValidationConfig, validate_frame
 
@@ -228,7 +233,7 @@ def scoring_flow(input_path: str, output_path: str, params_path: str = "params.y
     cfg = p.get("mlflow", {})
     mlflow.set_experiment(cfg.get("scoring_experiment") or f"{cfg.get('experiment', 'capmix')}-scoring")
 
-    m = load_model(model_uri or _champion_uri(p), int(p.get("train", {}).get("window", 64)))
+    m = load_model(_resolve(model_uri or _champion_uri(p)), int(p.get("train", {}).get("window", 64)))
     data = read_input(input_path, m["series"][0] if len(m["series"]) == 1 else None)
     frame = data["frame"]
 

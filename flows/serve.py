@@ -43,7 +43,9 @@ def deployment_schedule(params: dict[str, Any]) -> tuple[str, str]:
     try:
         ZoneInfo(timezone)  # Prefect's client schedule accepts any string; the server would refuse it later
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"params.yaml schedule.timezone {timezone!r} is not an IANA time zone (e.g. UTC, Europe/Berlin)") from exc
+        raise ValueError(
+            f"params.yaml schedule.timezone {timezone!r} is not an IANA time zone (e.g. UTC, Europe/Berlin)"
+        ) from exc
     return cron, timezone
 
 

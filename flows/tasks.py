@@ -61,12 +61,16 @@ def ingest(dataset: dict[str, Any], generate: dict[str, Any]) -> dict[str, str]:
 def validate(data: dict[str, str], validate_cfg: dict[str, Any], window: int, channels: list[str] | None = None,
              mode: str = "train") -> dict[str, Any]:
     """Great Expectations suite on the canonical frame; raises (stopping the flow) on failure."""
-    from capmix.data import to_frame
     from capmix.validation import ValidationConfig, validate_frame
 
-    series = read_dataset(data["path"])
-    frame = to_frame(series)
-    kind = "univariate" if series[0].n_channels == 1 else "multivariate"
+    import pandas as pd
+
+    from capmix.data import RESERVED_COLUMNS
+
+    # GX looks at the file as it is, before capmix's own reader could reject it without a report
+    frame = pd.read_parquet(data["path"])
+    n_channels = len([c for c in frame.columns if c not in RESERVED_COLUMNS])
+    kind = "univariate" if n_channels == 1 else "multivariate"
     out = validate_cfg.get("out", "reports/validation")
     cfg = ValidationConfig(
         kind=kind,
@@ -80,9 +84,24 @@ def validate(data: dict[str, str], validate_cfg: dict[str, Any], window: int, ch
     )
     report = validate_frame(frame, cfg, out)
     report.raise_for_failures()
-    get_run_logger().info("validation passed (%s): %s", kind, report.statistics)
-    return {"success": report.success, "json": str(report.json_path), "docs": str(report.data_docs_path),
-            "statistics": report.statistics, "imputed": report.imputed}
+    log = get_run_logger()
+    log.info("validation passed (%s): %s", kind, report.statistics)
+    checked = dict(data)
+    if report.imputed:
+        # downstream stages train on what was validated: the imputed data, as its own file
+        from capmix.data import from_frame
+
+        path = Path(data["path"]).with_suffix(".imputed.parquet")
+        write_dataset(from_frame(report.frame), path)
+        checked = {"path": str(path), "digest": file_digest(path)}
+        log.warning("imputed %d NaN/inf values (%s); training on %s", report.imputed, cfg.impute, path)
+    return {**checked, "validation": {"json": str(report.json_path), "docs": str(report.data_docs_path),
+                                      "imputed": report.imputed}}
+
+
+def augment_path(work_dir: str | Path, series: str, data: dict[str, str]) -> Path:
+    """Where a series' augmented windows go: named by series and data digest."""
+    return Path(work_dir) / f"{series}-{data['digest'][:12]}.npz"
 
 
 @task(name="augment", cache_policy=CACHED, persist_result=True)
@@ -91,7 +110,7 @@ def augment(data: dict[str, str], series: str, cfg: dict[str, Any], work_dir: st
     s = next(x for x in read_dataset(data["path"]) if x.name == series)
     det = CAPMixDetector(DetectorConfig.model_validate(cfg))
     prepared = det.prepare(*s.train)
-    path = prepared.save(Path(work_dir) / f"{series}-{data['digest'][:12]}.npz")
+    path = prepared.save(augment_path(work_dir, series, data))
     report = prepared.report()
     get_run_logger().info("augmented %s: %s", series, report)
     dist = prepared.revision.distances.tolist() if prepared.revision is not None else []

@@ -8,6 +8,7 @@ runner comes from params ``flow`` (threads here, a Dask cluster when you outgrow
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -31,10 +32,17 @@ from flows import tasks  # noqa: E402
 HEADLINE = ("validation_rpa_f1", "oracle_rpa_f1", "auc_pr", "auc_roc")
 
 
+#: The user's own setting, read once: mlflow.set_tracking_uri() writes this variable itself, so
+#: reading it later would let the first flow of a process decide the store of every later one.
+_USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
+
 def setup_mlflow(p: dict[str, Any]) -> None:
-    """Tracking URI from the environment (MLFLOW_TRACKING_URI wins) or params ``mlflow``."""
+    """Tracking and registry URI from the environment (MLFLOW_TRACKING_URI wins) or params ``mlflow``."""
     cfg = p.get("mlflow", {})
-    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", cfg.get("tracking_uri", "sqlite:///mlflow.db")))
+    uri = _USER_TRACKING_URI or cfg.get("tracking_uri", "sqlite:///mlflow.db")
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     mlflow.set_experiment(cfg.get("experiment", "capmix"))
 
 
@@ -70,23 +78,34 @@ def tune_task(data: dict[str, str], base_cfg: dict[str, Any], tune_params: dict[
 
 def _champion_metric(uri: str, data_path: str, ecfg: EvaluateConfig, metric: str) -> float:
     """Evaluate a registered bundle on the same held-out data as the challenger."""
-    from capmix.pipeline import evaluate_saved
-
     from mlflow.models import Model
 
+    from capmix.pipeline import evaluate_saved
     from flows.registry import ARTIFACT_KEY
+
+    from capmix.detector import ModelFileError
 
     local = Path(mlflow.artifacts.download_artifacts(uri))
     # the bundle directory as the pyfunc flavor records it (the flow's models/ has no summary.json)
     models_dir = local / Model.load(local).flavors["python_function"]["artifacts"][ARTIFACT_KEY]["path"]
     series = read_dataset(data_path)
-    results = [evaluate_saved(s, models_dir, ecfg)[0] for s in series]
+    try:
+        results = [evaluate_saved(s, models_dir, ecfg)[0] for s in series]
+    except ModelFileError as exc:
+        # a champion that cannot even load must not block its replacement; the gate records why
+        get_run_logger().warning("champion %s cannot be evaluated (%s); it scores nan in the gate", uri, exc)
+        return float("nan")
     return float(summarise(results, ecfg)[metric])
 
 
 @flow(name="capmix-train", log_prints=True)
-def training_flow(params_path: str = "params.yaml", tune: bool | None = None, register: bool = True) -> dict[str, Any]:
-    """Train, evaluate, and (if evaluation passed) register and gate-promote one CAPMix bundle."""
+def training_flow(
+    params_path: str = "params.yaml", tune: bool | None = None, register: bool = True, refresh_cache: bool = False
+) -> dict[str, Any]:
+    """Train, evaluate, and (if evaluation passed) register and gate-promote one CAPMix bundle.
+
+    ``refresh_cache`` re-runs augmentation and training even when their inputs are unchanged.
+    """
     log = get_run_logger()
     t0 = time.perf_counter()
     p = load_params(params_path)
@@ -94,10 +113,14 @@ def training_flow(params_path: str = "params.yaml", tune: bool | None = None, re
     do_tune = tune_params.get("enabled", False) if tune is None else tune
     base_cfg = detector_config(p)
     ecfg = EvaluateConfig.model_validate(p.get("evaluate", {}))
-    models_dir, work_dir, plots_dir = "models", ".capmix_work", "plots/eval"
+    out = Path(p.get("flow", {}).get("out_dir", "runs/latest")).resolve()
+    models_dir, work_dir, plots_dir = str(out / "models"), str(out / "work"), str(out / "plots")
+    metrics_dir = str(out / "metrics")
+    shutil.rmtree(plots_dir, ignore_errors=True)  # only this run's plots go to MLflow
 
     data = tasks.ingest(p.get("dataset", {}), p.get("generate", {}))
-    tasks.validate(data, p.get("validate", {}), base_cfg.window)
+    checked = tasks.validate(data, p.get("validate", {}), base_cfg.window)
+    data = {"path": checked["path"], "digest": checked["digest"]}
     names = [s.name for s in read_dataset(data["path"])]
 
     setup_mlflow(p)
@@ -118,7 +141,12 @@ def training_flow(params_path: str = "params.yaml", tune: bool | None = None, re
             mlflow.log_params({f"tuned.{k}": str(v) for k, v in overrides.items()})
         cfg_dict = cfg.model_dump()
 
-        augmented = tasks.augment.map(unmapped(data), names, unmapped(cfg_dict), unmapped(work_dir)).result()
+        # a cached result is only as good as the files it points to: redo a stage whose outputs are gone
+        aug_missing = any(not tasks.augment_path(work_dir, n, data).exists() for n in names)
+        models_missing = any(not (Path(models_dir) / n / "checksums.json").exists() for n in names)
+        augment_task = tasks.augment.with_options(refresh_cache=(refresh_cache or aug_missing) or None)
+        train_task = tasks.train.with_options(refresh_cache=(refresh_cache or aug_missing or models_missing) or None)
+        augmented = augment_task.map(unmapped(data), names, unmapped(cfg_dict), unmapped(work_dir)).result()
         aug_totals = {k: float(sum(a["report"].get(k, 0) for a in augmented))
                       for k in ("n_injected", "n_soft", "n_train_windows", "n_val_windows")}
         mlflow.log_metrics({f"augment.{k}": v for k, v in aug_totals.items()})
@@ -128,7 +156,7 @@ def training_flow(params_path: str = "params.yaml", tune: bool | None = None, re
             mlflow.log_artifact(str(plot_dtw_histogram(dists, float(np.nanmean(cutoffs)),
                                                        Path(plots_dir) / "dtw_hist.png")), "plots")
 
-        trained = tasks.train.map(augmented, unmapped(cfg_dict), unmapped(models_dir)).result()
+        trained = train_task.map(augmented, unmapped(cfg_dict), unmapped(models_dir)).result()
         for t in trained:
             mlflow.log_artifact(str(plot_training_curves(t["history"], Path(plots_dir) / f"training_{t['series']}.png")),
                                 "plots")
@@ -137,7 +165,7 @@ def training_flow(params_path: str = "params.yaml", tune: bool | None = None, re
                      for t, show in zip(trained, plot_for)]
         evaluated = [e.result() for e in evaluated]
         metrics = write_evaluation(
-            [e["result"] for e in evaluated], ecfg, "metrics",
+            [e["result"] for e in evaluated], ecfg, metrics_dir,
             [e["scores"] for e in evaluated], [e["labels"] for e in evaluated],
             [e["threshold"] for e in evaluated], plots_dir,
         )
@@ -147,8 +175,8 @@ def training_flow(params_path: str = "params.yaml", tune: bool | None = None, re
             mlflow.log_metrics({f"series.{r.series}.{k.replace('/', '.')}": v
                                 for k, v in r.flat().items() if k.endswith("rpa_f1") and np.isfinite(v)})
         mlflow.log_artifacts(plots_dir, "plots")
-        mlflow.log_artifact("metrics/metrics.json")
-        mlflow.log_artifact("metrics/per_series.csv")
+        mlflow.log_artifact(f"{metrics_dir}/metrics.json")
+        mlflow.log_artifact(f"{metrics_dir}/per_series.csv")
 
         summary = {"run_id": run.info.run_id, "metrics": {k: metrics.get(k) for k in HEADLINE}}
         reg = p.get("register", {})
@@ -157,36 +185,43 @@ def training_flow(params_path: str = "params.yaml", tune: bool | None = None, re
         passed = np.isfinite(value) and value >= float(reg.get("min_metric", 0.0))
         mlflow.set_tag("evaluation.passed", str(passed))
         if register and passed:
-            summary.update(_register(p, data, ecfg.model_dump(), metric_key, value, metrics, run.info.run_id))
+            summary.update(_register(p, data, models_dir, metrics, run.info.run_id))
+            summary.update(_promote(p, data, ecfg.model_dump(), metric_key, value, summary["version"]))
         elif register:
             log.warning("evaluation gate failed (%s = %s < %s): nothing registered", metric_key, value,
                         reg.get("min_metric"))
         summary["seconds"] = round(time.perf_counter() - t0, 1)
-        write_json(summary, "metrics/flow_summary.json")
+        write_json(summary, out / "flow_summary.json")
         create_markdown_artifact(_markdown(summary), key="capmix-train-summary")
     return summary
 
 
-@task(name="register-and-promote", retries=2, retry_delay_seconds=2)
-def _register(p, data, ecfg_dict, metric_key, value, metrics, run_id):
-    """Log the bundle into the training run, register it, and gate its promotion."""
-    from flows.registry import log_bundle, promote_if_better
+@task(name="register")
+def _register(p, data, models_dir, metrics, run_id):
+    """Log the bundle into the training run and register it: no retries, a retry would add a version."""
+    from capmix.data import to_frame
+    from flows.registry import log_bundle
+
+    name = p.get("register", {}).get("model_name", "capmix")
+    example = to_frame(read_dataset(data["path"])[:1])
+    mv = log_bundle(models_dir, example, name, tags={"data.digest": data["digest"]},
+                    metrics={k: v for k, v in metrics.items() if k in HEADLINE}, params=p, run_id=run_id)
+    return {"model_name": name, "version": str(mv.version)}
+
+
+@task(name="promote", retries=2, retry_delay_seconds=2)
+def _promote(p, data, ecfg_dict, metric_key, value, version):
+    """Gate: challenger -> champion only if it beats the champion on the same held-out data (idempotent)."""
+    from flows.registry import promote_if_better
 
     reg = p.get("register", {})
     name = reg.get("model_name", "capmix")
-    first = read_dataset(data["path"])
-    from capmix.data import to_frame
-
-    example = to_frame(first[:1])
-    mv = log_bundle("models", example, name, tags={"data.digest": data["digest"]},
-                    metrics={k: v for k, v in metrics.items() if k in HEADLINE}, params=p, run_id=run_id)
     ecfg = EvaluateConfig.model_validate(ecfg_dict)
     decision = promote_if_better(
-        mlflow.MlflowClient(), name, mv.version, metric_key, float(reg.get("margin", 0.0)), value,
+        mlflow.MlflowClient(), name, version, metric_key, float(reg.get("margin", 0.0)), value,
         lambda uri: _champion_metric(uri, data["path"], ecfg, metric_key),
     )
-    return {"model_name": name, "version": mv.version, "promotion": decision.decision,
-            "reason": decision.reason}
+    return {"promotion": decision.decision, "reason": decision.reason}
 
 
 def _markdown(summary: dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from capmix.data import SERIES_COL, read_dataset, to_frame
+from capmix.data import read_dataset, to_frame
 from capmix.validation import DataValidationError
 from flows.registry import CHALLENGER, CHAMPION, HISTORY_TAG, champion_history, rollback
 from flows.tasks import file_digest
@@ -109,7 +109,8 @@ def harness(tmp_path_factory):
 
     storage = tmp_path_factory.mktemp("prefect-results")
     with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: storage}):
-        with prefect_test_harness(server_startup_timeout=None):  # None: PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+        # None: wait PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (120 s here) for the server
+        with prefect_test_harness(server_startup_timeout=None):
             yield storage
 
 
@@ -134,9 +135,13 @@ def ws(tmp_path_factory, harness):
     os.environ["CAPMIX_GIT_COMMIT"] = "0" * 40  # no git call in log_bundle
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)  # an earlier test may have pinned the registry elsewhere
+    client = MlflowClient(uri, uri)
+    for name in (p["mlflow"]["experiment"], f"{p['mlflow']['experiment']}-scoring"):
+        # explicit artifact roots: the store's default (./mlruns) is relative to the cwd it was opened in
+        client.create_experiment(name, artifact_location=(base / "artifacts" / name).as_uri())
     try:
         yield SimpleNamespace(root=root, params=p, params_path=_write_params(root / "params.yaml", p), uri=uri,
-                              client=MlflowClient(uri, uri))
+                              client=client)
     finally:
         env, tracking_utils._tracking_uri, registry_utils._registry_uri, fluent._active_experiment_id, path = saved
         for k, v in env.items():
@@ -171,7 +176,7 @@ def trained(ws):
             summary = state.result()
             runs.append(SimpleNamespace(label=label, summary=summary, flow_run_id=state.state_details.flow_run_id,
                                         aliases=_aliases(client), history=champion_history(client, MODEL_NAME),
-                                        written=json.loads((ws.root / "metrics/flow_summary.json").read_text())))
+                                        written=json.loads((ws.root / "runs/latest/flow_summary.json").read_text())))
     finally:
         os.chdir(old)
     return {r.label: r for r in runs}
@@ -207,8 +212,8 @@ def test_training_flow_tracks_the_run_and_registers_the_first_champion(trained, 
     assert first.aliases == {CHAMPION: "1", CHALLENGER: "1"}
     assert [h["version"] for h in first.history] == ["1"]
     # the flow's own outputs, relative to its working directory
-    assert sorted(p.name for p in (ws.root / "models").iterdir()) == ["synthetic-000", "synthetic-001"]
-    assert first.written["version"] == 1 and first.written["run_id"] == s["run_id"]
+    assert sorted(p.name for p in (ws.root / "runs/latest/models").iterdir()) == ["synthetic-000", "synthetic-001"]
+    assert first.written["version"] == "1" and first.written["run_id"] == s["run_id"]
 
 
 def test_a_model_that_cannot_beat_the_champion_is_refused(trained, ws):
@@ -242,7 +247,7 @@ def test_rerun_with_the_same_inputs_hits_the_prefect_cache(trained):
         assert states["evaluate"] == ["Completed"] * 2  # not cached: it is cheap and feeds the gate
 
 
-def _nan_dataset(src: Path, dst: Path, column: str, value) -> Path:
+def _corrupted_dataset(src: Path, dst: Path, column: str, value) -> Path:
     frame = pd.read_parquet(src)
     rows = frame.index[frame["series"] == frame["series"].iloc[0]][100:103]
     frame.loc[rows, column] = value
@@ -251,22 +256,26 @@ def _nan_dataset(src: Path, dst: Path, column: str, value) -> Path:
     return dst
 
 
+def _n_runs(client: MlflowClient) -> int:
+    return len(client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=1000))
+
+
 def _failing_flow(ws, tmp_path, monkeypatch, column, value):
     from flows.train import training_flow
 
-    data = _nan_dataset(ws.root / "data/default/series.parquet", tmp_path / "bad" / "series.parquet", column, value)
-    p = _params(tmp_path, dataset={"name": "custom", "path": str(data)})
+    data = _corrupted_dataset(ws.root / "data/default/series.parquet", tmp_path / "bad" / "series.parquet", column, value)
+    p = _params(tmp_path, dataset={"name": "custom", "path": str(data)}, mlflow={"tracking_uri": ws.uri})
     params_path = _write_params(tmp_path / "params.yaml", p)
     versions = len(ws.client.search_model_versions(f"name='{MODEL_NAME}'"))
-    n_runs = len(mlflow.search_runs(search_all_experiments=True, output_format="list"))
+    n_runs = _n_runs(ws.client)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DataValidationError) as err:
         training_flow(params_path=params_path)
     # nothing trained, logged or registered
-    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
-    assert not (tmp_path / "metrics" / "flow_summary.json").exists()
+    assert not (tmp_path / "runs/latest/models").exists() or not any((tmp_path / "runs/latest/models").iterdir())
+    assert not (tmp_path / "runs/latest/flow_summary.json").exists()
     assert len(ws.client.search_model_versions(f"name='{MODEL_NAME}'")) == versions
-    assert len(mlflow.search_runs(search_all_experiments=True, output_format="list")) == n_runs
+    assert _n_runs(ws.client) == n_runs
     report = json.loads((tmp_path / "reports/validation/validation.json").read_text())
     assert report["success"] is False
     return str(err.value), report
@@ -279,9 +288,6 @@ def test_failing_validation_stops_the_flow_before_any_model(trained, _project_ro
     assert [f["expectation"] for f in report["failures"]] == ["expect_column_values_to_not_be_null"]
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "flows/tasks.py validate() converts the file with read_dataset() BEFORE running the GX suite, and "
-    "read_dataset rejects label 2 with a plain ValueError: no expectation named, no validation report"))
 def test_failing_label_validation_names_the_expectation(trained, _project_root, ws, tmp_path, monkeypatch):
     message, _ = _failing_flow(ws, tmp_path, monkeypatch, "label", 2)
     assert "expect_column_values_to_be_in_set [label]" in message
@@ -373,6 +379,11 @@ def test_scoring_data_with_other_channels_fails_validation_before_scoring(traine
         "validation/validation.json"}
     # the command line says so with exit status 2
     assert main(["--input", "other.parquet", "--output", "out/other.csv", "--params", ws.params_path]) == 2
+    # an alias that does not exist: a clear error, nothing written
+    with pytest.raises(LookupError, match="has no alias 'staging'"):
+        scoring_flow(str(ws.root / "data/default/series.parquet"), "out/none.parquet", params_path=ws.params_path,
+                     model_uri=f"models:/{MODEL_NAME}@staging")
+    assert not (ws.root / "out/none.parquet").exists()
 
 
 # ============================================================================================ rollback
@@ -459,7 +470,8 @@ def test_prefect_deploy_all_registers_prefect_yaml(harness):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     dep = _read_deployment("capmix-train/capmix-nightly")
     [schedule] = dep.schedules
-    assert (schedule.schedule.cron, schedule.schedule.timezone) == deployment_schedule(load_params(ROOT / "params.yaml"))
+    expected = deployment_schedule(load_params(ROOT / "params.yaml"))
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == expected
     assert dep.work_pool_name == "capmix-pool" and dep.entrypoint == "flows/train.py:training_flow"
     assert dep.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $CAPMIX_HOME }}"}}]
     assert dep.job_variables["env"]["CAPMIX_HOME"] == str(ROOT)
