@@ -81,10 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default=DEPLOYMENT_NAME, help="deployment name")
     args = ap.parse_args(argv)
 
-    from flows.train import training_flow
+    from flows.train import runner_for, training_flow
 
     p = load_params(args.params)
     cron, timezone = deployment_schedule(p)
+    # served runs use the task runner params.yaml asks for (threads, or a Dask cluster)
+    training_flow = training_flow.with_options(task_runner=runner_for(p))
     print(f"serving capmix-train/{args.name}: cron {cron!r} ({timezone}); Ctrl-C to stop")
     training_flow.serve(
         name=args.name,

@@ -440,9 +440,12 @@ def test_served_nightly_deployment_has_the_params_schedule(harness, monkeypatch)
 
     # main() serves exactly that (serve() itself blocks forever: record its arguments instead)
     calls = []
-    monkeypatch.setattr(training_flow, "serve", lambda **kw: calls.append(kw))
+    # main() serves a copy of the flow with params' task runner: patch serve() on the class
+    monkeypatch.setattr(type(training_flow), "serve", lambda self, **kw: calls.append((self, kw)))
     assert serve.main(["--params", str(ROOT / "params.yaml")]) == 0
-    [kw] = calls
+    [(served, kw)] = calls
+    assert served.name == training_flow.name
+    assert type(served.task_runner).__name__ == "ThreadPoolTaskRunner"
     assert kw["name"] == "capmix-nightly"
     assert [(s.cron, s.timezone) for s in kw["schedules"]] == [(cron, timezone)]
 
