@@ -183,13 +183,15 @@ def write_evaluation(
             Path(plots_dir) / "score_hist.png",
         )
     metrics = summarise(results, cfg)
-    write_json(metrics, Path(out_dir) / "metrics.json")
+    # metrics.json: the headline (what `dvc metrics show/diff` prints); metrics_all.json: everything
+    write_json({k: v for k, v in metrics.items() if "/" not in k}, Path(out_dir) / "metrics.json")
+    write_json(metrics, Path(out_dir) / "metrics_all.json")
     write_csv([{"series": r.series, **r.flat()} for r in results], Path(out_dir) / "per_series.csv")
     return metrics
 
 
 def summarise(results: Sequence[SeriesResult], cfg: EvaluateConfig) -> dict[str, float]:
-    """Headline numbers first (the configured granularity), then everything else."""
+    """Headline numbers (flat names, the configured granularity) first, then every aggregate."""
     agg = aggregate(results)
     g = cfg.granularity
     head = {
