@@ -176,6 +176,7 @@ def training_flow(
                                 for k, v in r.flat().items() if k.endswith("rpa_f1") and np.isfinite(v)})
         mlflow.log_artifacts(plots_dir, "plots")
         mlflow.log_artifact(f"{metrics_dir}/metrics.json")
+        mlflow.log_artifact(f"{metrics_dir}/metrics_all.json")
         mlflow.log_artifact(f"{metrics_dir}/per_series.csv")
 
         summary = {"run_id": run.info.run_id, "metrics": {k: metrics.get(k) for k in HEADLINE}}
