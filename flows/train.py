@@ -19,7 +19,7 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 
 import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
-from prefect import flow, get_run_logger, task, unmapped  # noqa: E402
+from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
@@ -146,7 +146,8 @@ def training_flow(
         models_missing = any(not (Path(models_dir) / n / "checksums.json").exists() for n in names)
         augment_task = tasks.augment.with_options(refresh_cache=(refresh_cache or aug_missing) or None)
         train_task = tasks.train.with_options(refresh_cache=(refresh_cache or aug_missing or models_missing) or None)
-        augmented = augment_task.map(unmapped(data), names, unmapped(cfg_dict), unmapped(work_dir)).result()
+        fan_out = _fan_out(p)
+        augmented = fan_out(augment_task, [(data, n, cfg_dict, work_dir) for n in names])
         aug_totals = {k: float(sum(a["report"].get(k, 0) for a in augmented))
                       for k in ("n_injected", "n_soft", "n_train_windows", "n_val_windows")}
         mlflow.log_metrics({f"augment.{k}": v for k, v in aug_totals.items()})
@@ -156,14 +157,13 @@ def training_flow(
             mlflow.log_artifact(str(plot_dtw_histogram(dists, float(np.nanmean(cutoffs)),
                                                        Path(plots_dir) / "dtw_hist.png")), "plots")
 
-        trained = train_task.map(augmented, unmapped(cfg_dict), unmapped(models_dir)).result()
+        trained = fan_out(train_task, [(a, cfg_dict, models_dir) for a in augmented])
         for t in trained:
             mlflow.log_artifact(str(plot_training_curves(t["history"], Path(plots_dir) / f"training_{t['series']}.png")),
                                 "plots")
         plot_for = [names.index(t["series"]) < ecfg.max_plots for t in trained]
-        evaluated = [tasks.evaluate.submit(data, t, ecfg.model_dump(), plots_dir if show else None)
-                     for t, show in zip(trained, plot_for)]
-        evaluated = [e.result() for e in evaluated]
+        evaluated = fan_out(tasks.evaluate, [(data, t, ecfg.model_dump(), plots_dir if show else None)
+                                             for t, show in zip(trained, plot_for)])
         metrics = write_evaluation(
             [e["result"] for e in evaluated], ecfg, metrics_dir,
             [e["scores"] for e in evaluated], [e["labels"] for e in evaluated],
@@ -233,8 +233,25 @@ def _markdown(summary: dict[str, Any]) -> str:
     return f"## capmix training run\n\n| metric | value |\n|---|---|\n{rows}{extra}\n"
 
 
+def _fan_out(p: dict[str, Any]):
+    """Per-series fan-out: mapped over the task runner, or in the flow's own thread when sequential.
+
+    ``flow.task_runner: sequential`` (the default on small machines) calls the tasks one after
+    another in the flow's thread: torch trains ~1.25x slower in a pool thread than in the main
+    thread here (bench/bench_flow_overhead.py), and on 2 cores two concurrent fits gain nothing.
+    """
+    if p.get("flow", {}).get("task_runner", "sequential") == "sequential":
+        return lambda task, calls: [task(*args) for args in calls]
+
+    def mapped(task, calls):
+        futures = [task.submit(*args) for args in calls]
+        return [f.result() for f in futures]
+
+    return mapped
+
+
 def runner_for(p: dict[str, Any]):
-    """Task runner from params ``flow``: threads by default, Dask when asked (prefect-dask)."""
+    """Task runner from params ``flow``: threads (also used by ``sequential``), or Dask (prefect-dask)."""
     cfg = p.get("flow", {})
     if cfg.get("task_runner", "threads") == "dask":
         from prefect_dask import DaskTaskRunner  # optional dependency
