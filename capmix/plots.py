@@ -20,7 +20,7 @@ def _save(fig: plt.Figure, path: str | Path) -> Path:
     fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
     os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, dpi=100)  # constrained layout instead of bbox_inches="tight": one draw, not two
         os.replace(tmp, path)
     finally:
         plt.close(fig)
@@ -45,7 +45,7 @@ def plot_series_scores(
 ) -> Path:
     """The test signal (first channels), its anomaly score, the threshold and the true anomalies."""
     values = values.reshape(values.shape[0], -1)
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 5), sharex=True, height_ratios=[2, 1])
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 5), sharex=True, height_ratios=[2, 1], layout="constrained")
     t = np.arange(values.shape[0])
     for c in range(min(max_channels, values.shape[1])):
         ax1.plot(t, values[:, c], lw=0.6, label=f"ch{c}")
@@ -64,7 +64,7 @@ def plot_series_scores(
 
 def plot_score_histograms(scores: np.ndarray, labels: np.ndarray, threshold: float, path: str | Path) -> Path:
     """Score distributions of normal and anomalous points (all series pooled)."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
     bins = np.linspace(0, 1, 51)
     ax.hist(scores[labels == 0], bins=bins, alpha=0.6, density=True, label="normal")
     if (labels == 1).any():
@@ -78,7 +78,7 @@ def plot_score_histograms(scores: np.ndarray, labels: np.ndarray, threshold: flo
 
 def plot_dtw_histogram(distances: np.ndarray, cutoff: float, path: str | Path) -> Path:
     """DTW distances of injected windows to the normal centre; left of the cutoff = soft label."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
     ax.hist(distances, bins=50, color="tab:blue", alpha=0.8)
     ax.axvline(cutoff, color="tab:red", ls="--", label="mu - gamma*sigma")
     ax.set_xlabel("DTW distance to normal centre")
@@ -87,15 +87,17 @@ def plot_dtw_histogram(distances: np.ndarray, cutoff: float, path: str | Path) -
     return _save(fig, path)
 
 
-def plot_training_curves(history: list[dict], path: str | Path) -> Path:
-    """Training/validation loss and validation AUC per epoch."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ep = [h["epoch"] for h in history]
-    ax.plot(ep, [h["train_loss"] for h in history], label="train loss")
-    ax.plot(ep, [h["val_loss"] for h in history], label="val loss")
-    ax2 = ax.twinx()
-    ax2.plot(ep, [h["val_auc"] for h in history], color="tab:green", label="val AUC")
-    ax.set_xlabel("epoch")
-    ax.legend(loc="upper left", fontsize=8)
-    ax2.legend(loc="upper right", fontsize=8)
+def plot_training_curves(histories: dict[str, list[dict]], path: str | Path) -> Path:
+    """Validation AUC and training loss per epoch, one line per series, in one figure."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.5), layout="constrained")
+    for name, history in histories.items():
+        ep = [h["epoch"] for h in history]
+        ax1.plot(ep, [h["val_auc"] for h in history], label=name, lw=1)
+        ax2.plot(ep, [h["train_loss"] for h in history], label=name, lw=1)
+    ax1.set_title("validation AUC (real vs injected windows)")
+    ax2.set_title("training loss")
+    for ax in (ax1, ax2):
+        ax.set_xlabel("epoch")
+    if len(histories) <= 10:
+        ax1.legend(fontsize=7)
     return _save(fig, path)

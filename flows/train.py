@@ -154,13 +154,11 @@ def training_flow(
         dists = np.concatenate([np.asarray(a["distances"]) for a in augmented])
         if dists.size:
             cutoffs = [a["report"].get("dtw_cutoff", np.nan) for a in augmented]
-            mlflow.log_artifact(str(plot_dtw_histogram(dists, float(np.nanmean(cutoffs)),
-                                                       Path(plots_dir) / "dtw_hist.png")), "plots")
+            # pooled over series; the cutoff line is the mean of the per-series cutoffs
+            plot_dtw_histogram(dists, float(np.nanmean(cutoffs)), Path(plots_dir) / "dtw_hist.png")
 
         trained = fan_out(train_task, [(a, cfg_dict, models_dir) for a in augmented])
-        for t in trained:
-            mlflow.log_artifact(str(plot_training_curves(t["history"], Path(plots_dir) / f"training_{t['series']}.png")),
-                                "plots")
+        plot_training_curves({t["series"]: t["history"] for t in trained}, Path(plots_dir) / "training_curves.png")
         plot_for = [names.index(t["series"]) < ecfg.max_plots for t in trained]
         evaluated = fan_out(tasks.evaluate, [(data, t, ecfg.model_dump(), plots_dir if show else None)
                                              for t, show in zip(trained, plot_for)])
