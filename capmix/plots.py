@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -12,21 +10,17 @@ matplotlib.use("Agg")  # headless: CI, servers, Prefect workers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from capmix.atomic import atomic_file  # noqa: E402
+
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
-    """Write a PNG atomically (temp file + rename) and close the figure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
+    """Write a PNG atomically and close the figure."""
     try:
-        fig.savefig(tmp, dpi=100)  # constrained layout instead of bbox_inches="tight": one draw, not two
-        os.replace(tmp, path)
+        with atomic_file(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=100)  # constrained layout instead of bbox_inches="tight": one draw, not two
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return Path(path)
 
 
 def _spans(labels: np.ndarray) -> list[tuple[int, int]]:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import random
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +16,7 @@ import torch
 
 from sklearn.metrics import roc_auc_score
 
+from capmix.atomic import atomic_file
 from capmix.augment import cut_add_paste
 from capmix.config import DetectorConfig
 from capmix.model import TCN, soft_cross_entropy
@@ -49,20 +48,13 @@ class AugmentedData:
     def save(self, path: str | Path) -> Path:
         """Write as a plain ``.npz`` (no pickle) atomically, so a pipeline task can hand it on."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "revision"}
         arrays["train_digest"] = np.array(self.train_digest)
         if self.revision is not None:
             for f in fields(self.revision):
                 arrays[f"revision_{f.name}"] = np.asarray(getattr(self.revision, f.name))
-        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_file(path, suffix=".npz") as tmp:
             np.savez(tmp, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         return path
 
     @classmethod

@@ -21,8 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -35,6 +33,7 @@ import optuna
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from capmix.atomic import atomic_file, write_text
 from capmix.config import DetectorConfig
 from capmix.data import Series
 from capmix.detector import CAPMixDetector, data_digest
@@ -386,21 +385,6 @@ def _result(study: optuna.Study, tune_cfg: TuneConfig, n_before: int) -> TuneRes
 # ----------------------------------------------------------------------------------------------
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_best_params(result: TuneResult, path: str | Path) -> Path:
     """Write the best parameters and their provenance as YAML, atomically (temp file + rename)."""
     if not result.best_params:
@@ -425,7 +409,7 @@ def write_best_params(result: TuneResult, path: str | Path) -> Path:
     }
     path = Path(path)
     header = "# Best CAPMix hyperparameters found by capmix.tuning (validation AUC, training period only).\n"
-    _atomic_write_text(path, header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False))
+    write_text(path, header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False))
     return path
 
 
@@ -499,15 +483,9 @@ def plot_study(trials: Sequence[dict[str, Any]] | TuneResult, path: str | Path) 
     ax.set_title("CAPMix tuning: validation AUC per trial")
     ax.grid(True, which="both", alpha=0.3)
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_file(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return Path(path)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
+from capmix.atomic import atomic_file  # noqa: E402
 from capmix.config import load_params  # noqa: E402
 from capmix.data import LABEL_COL, RESERVED_COLUMNS, SERIES_COL, SPLIT_COL, SPLIT_TEST, TIMESTAMP_COL  # noqa: E402
 from capmix.validation import DataValidationError  # noqa: E402
@@ -204,21 +204,11 @@ def score(model: Any, frame: pd.DataFrame, channels: list[str], has_timestamp: b
 def write_scores(scores: pd.DataFrame, output_path: str) -> str:
     """Parquet (CSV for ``.csv``), written to a temp file next to the target and renamed into place."""
     path = Path(output_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if path.suffix.lower() in CSV_SUFFIXES:
-                scores.to_csv(fh, index=False)
-            else:
-                scores.to_parquet(fh, index=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp:
+        if path.suffix.lower() in CSV_SUFFIXES:
+            scores.to_csv(tmp, index=False)
+        else:
+            scores.to_parquet(tmp, index=False)
     return str(path)
 
 

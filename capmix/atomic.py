@@ -1,0 +1,43 @@
+"""Atomic file writes: every artifact is written to a temporary file beside it, then renamed.
+
+A crash, a full disk or a kill mid-write leaves the previous file (or none), never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+#: mkstemp creates 0600 files; artifacts are meant to be read by other users and tools.
+FILE_MODE = 0o644
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path in ``path``'s directory; on success fsync it and rename it to ``path``.
+
+    ``suffix`` matters to writers that pick a format from the file name (``.png``, ``.npz``).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Atomically write ``text`` to ``path``."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
