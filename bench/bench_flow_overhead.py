@@ -2,8 +2,9 @@
 
     python bench/bench_flow_overhead.py [--params params.yaml]
 
-Direct: ingest -> validate -> prepare (augment + revise) -> fit -> evaluate -> write metrics, in one
-loop. Flow: ``training_flow`` (registration off, caches refreshed so all work is redone), timed on
+Direct: ingest -> validate -> prepare (augment + revise) -> fit -> evaluate -> write metrics and the
+same plots the flow draws (scores, score and DTW histograms, training curves), in one loop; what
+the flow adds is orchestration and tracking (Prefect task states, MLflow params/metrics/artifacts). Flow: ``training_flow`` (registration off, caches refreshed so all work is redone), timed on
 its second run so the one-off start of Prefect's local server is reported separately.
 """
 
@@ -22,7 +23,10 @@ def direct(params_path: str) -> float:
     from capmix.config import detector_config, load_params
     from capmix.data import read_dataset, to_frame
     from capmix.detector import CAPMixDetector
+    import numpy as np
+
     from capmix.pipeline import EvaluateConfig, evaluate_saved, write_evaluation
+    from capmix.plots import plot_dtw_histogram, plot_training_curves
     from capmix.validation import ValidationConfig, validate_frame
 
     t0 = time.perf_counter()
@@ -34,13 +38,27 @@ def direct(params_path: str) -> float:
     vcfg = ValidationConfig(kind="univariate" if series[0].n_channels == 1 else "multivariate", window=cfg.window,
                             require_labels=True, mode="train", **v)
     validate_frame(to_frame(series), vcfg, "reports/bench-validation").raise_for_failures()
-    results = []
+    out = ".capmix_work/bench-direct"
+    histories, dists, cutoffs = {}, [], []
     for s in series:
         det = CAPMixDetector(cfg)
-        det.fit_prepared(det.prepare(*s.train)).save(f".capmix_work/bench-models/{s.name}")
-    for s in series:
-        results.append(evaluate_saved(s, ".capmix_work/bench-models", ecfg, "plots/bench")[0])
-    write_evaluation(results, ecfg, ".capmix_work/bench-metrics")
+        prepared = det.prepare(*s.train)
+        det.fit_prepared(prepared).save(f"{out}/models/{s.name}")
+        histories[s.name] = [e.__dict__ for e in det.history_]
+        if prepared.revision is not None:
+            dists.append(prepared.revision.distances)
+            cutoffs.append(prepared.revision.cutoff)
+    if dists:
+        plot_dtw_histogram(np.concatenate(dists), float(np.mean(cutoffs)), f"{out}/plots/dtw_hist.png")
+    plot_training_curves(histories, f"{out}/plots/training_curves.png")
+    results, scores, thresholds = [], [], []
+    for i, s in enumerate(series):
+        res, thr, sc = evaluate_saved(s, f"{out}/models", ecfg, f"{out}/plots" if i < ecfg.max_plots else None)
+        results.append(res)
+        scores.append(sc)
+        thresholds.append(thr)
+    write_evaluation(results, ecfg, f"{out}/metrics", scores, [s.test[1] for s in series], thresholds,
+                     f"{out}/plots")
     return time.perf_counter() - t0
 
 
