@@ -8,11 +8,12 @@ pipeline always builds its config from the params file.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Variant = Literal["cap", "cap-gamma", "cap-mix", "capmix"]
 
@@ -85,6 +86,9 @@ class DetectorConfig(BaseModel):
     # -- runtime
     seed: int = 0
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    amp: bool = Field(
+        False, description="mixed precision (float16 autocast + GradScaler) on CUDA; a no-op with a warning on CPU"
+    )
     score_batch_size: int = Field(1024, ge=1, description="windows per scoring batch (cache-sized)")
 
     @field_validator("mixup_layers")
@@ -128,8 +132,41 @@ def _deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
+class ParamsError(ValueError):
+    """params.yaml holds a value of the wrong type, out of range, or a credential."""
+
+
+#: Keys that name a credential; params.yaml is committed, so such values must come from the environment.
+_SECRET_KEY = re.compile(r"pass(word|wd)?|secret|token|api[_-]?key|credential|private[_-]?key|access[_-]?key",
+                         re.IGNORECASE)
+#: scheme://user:password@host: a password inside a URL.
+_URL_PASSWORD = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]*:[^/@\s]+@")
+
+
+def _credentials(node: Any, where: str = "") -> list[str]:
+    """Dotted keys of params that hold a credential (a secret-named key with a value, a URL password)."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            key = f"{where}.{k}" if where else str(k)
+            if _SECRET_KEY.search(str(k)) and v not in (None, "", False):
+                found.append(key)
+            else:
+                found += _credentials(v, key)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            found += _credentials(v, f"{where}[{i}]")
+    elif isinstance(node, str) and _URL_PASSWORD.search(node):
+        found.append(where)
+    return found
+
+
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
-    """Read params.yaml as a dict, with a clear message when it is missing or malformed."""
+    """Read params.yaml as a dict, with a clear message when it is missing or malformed.
+
+    Credentials are refused: params.yaml is versioned and logged, so passwords, tokens and
+    URL passwords belong in the environment (``MLFLOW_TRACKING_URI``, ``PGPASSWORD``, ...).
+    """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"params file {p} not found; run from the project root or pass --params")
@@ -139,7 +176,31 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
         raise ValueError(f"{p} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ValueError(f"{p} must hold a mapping of sections (train:, evaluate:, ...)")
+    secrets = _credentials(data)
+    if secrets:
+        raise ParamsError(
+            f"{p} holds credentials at {secrets}; params.yaml is committed and logged. Fix: remove them and "
+            "set them in the environment instead (e.g. MLFLOW_TRACKING_URI=postgresql://user:pw@host/db, "
+            "PGPASSWORD, AWS_SECRET_ACCESS_KEY)"
+        )
     return data
+
+
+def explain(exc: ValidationError, section: str) -> str:
+    """One line per invalid key of a params section: which key, what value, what is wrong, the fix."""
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(x) for x in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if key:
+            lines.append(f"{section}.{key} = {err.get('input')!r}: {msg}")
+        else:
+            lines.append(f"{section}: {msg}")
+    return (
+        f"invalid params.yaml section {section!r}: " + "; ".join(lines)
+        + f". Fix: correct these keys in params.yaml ({section}, or the preset it applies); "
+        "allowed ranges are in capmix/config.py"
+    )
 
 
 def detector_config(
@@ -158,4 +219,7 @@ def detector_config(
         raise ValueError(f"preset {name!r} not in params.yaml presets; known: {sorted(presets)}")
     merged = _deep_merge(train, presets.get(name, {}) or {})
     merged.update(overrides)
-    return DetectorConfig.model_validate(merged)
+    try:
+        return DetectorConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ParamsError(explain(exc, "train" if name == "default" else f"train (preset {name})")) from exc

@@ -201,7 +201,7 @@ class CAPMixDetector:
 
     def _score(self, windows: np.ndarray) -> np.ndarray:
         device = next(self.model_.parameters()).device
-        return predict_proba(self._scorer(), windows, self.config.score_batch_size, device)
+        return predict_proba(self._scorer(), windows, self.config.score_batch_size, device, self.config.amp)
 
     def score_windows(self, X: Any) -> np.ndarray:
         """One score per window (window i starts at point ``i * stride``)."""

@@ -7,6 +7,7 @@ import math
 import random
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -195,6 +196,21 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def amp_enabled(cfg: DetectorConfig, device: torch.device) -> bool:
+    """Mixed precision only where it pays and is supported as tested: CUDA.
+
+    On a CPU device ``amp: true`` is a no-op with a warning, so one params.yaml serves the GPU
+    worker and the CPU machines (CI, laptops); the CPU model is then exactly the float32 one.
+    """
+    if not cfg.amp:
+        return False
+    if device.type != "cuda":
+        warnings.warn(f"amp: true has no effect on device {device}; training and scoring in float32",
+                      RuntimeWarning, stacklevel=3)
+        return False
+    return True
+
+
 def build_model(n_channels: int, cfg: DetectorConfig) -> TCN:
     """A freshly initialised TCN; the same seed always gives the same weights."""
     with _INIT_LOCK:
@@ -222,18 +238,23 @@ class TrainResult:
     stopped_early: bool = False
 
 
-def predict_proba(model: TCN, x: np.ndarray | torch.Tensor, batch_size: int, device: torch.device) -> np.ndarray:
-    """Window scores ``p = softmax(logits)[:, 1]`` in evaluation mode (no mixup, no dropout)."""
+def predict_proba(model: TCN, x: np.ndarray | torch.Tensor, batch_size: int, device: torch.device,
+                  amp: bool = False) -> np.ndarray:
+    """Window scores ``p = softmax(logits)[:, 1]`` in evaluation mode (no mixup, no dropout).
+
+    ``amp`` runs the network under float16 autocast (CUDA only; the softmax is taken in float32).
+    """
     model.eval()
     out = []
-    with torch.inference_mode():
+    amp = amp and device.type == "cuda"
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=amp):
         for start in range(0, x.shape[0], batch_size):
             xb = torch.as_tensor(np.ascontiguousarray(x[start : start + batch_size])).to(device)
-            out.append(torch.softmax(model(xb), dim=1)[:, 1].float().cpu())
+            out.append(torch.softmax(model(xb).float(), dim=1)[:, 1].cpu())
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
 
-def _validate(model: TCN, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
+def _validate(model: TCN, x: torch.Tensor, y: torch.Tensor, batch_size: int, amp: bool = False) -> tuple[float, float]:
     """Validation loss and ROC-AUC of real (y = 0) vs injected/anomalous (y > 0) windows.
 
     The AUC is the default early-stopping signal: injected windows that look normal keep the
@@ -242,9 +263,10 @@ def _validate(model: TCN, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> 
     model.eval()
     logits = []
     with torch.inference_mode():
-        for start in range(0, x.shape[0], batch_size):
-            logits.append(model(x[start : start + batch_size]))
-        out = torch.cat(logits)
+        with torch.autocast(x.device.type, dtype=torch.float16, enabled=amp):
+            for start in range(0, x.shape[0], batch_size):
+                logits.append(model(x[start : start + batch_size]))
+        out = torch.cat(logits).float()
         loss = float(soft_cross_entropy(out, y))
         p = torch.softmax(out, dim=1)[:, 1].cpu().numpy()
     pos = (y > 0).cpu().numpy()
@@ -265,6 +287,9 @@ def train_model(
     # the fused kernel updates all parameters in one pass (the per-tensor ops were ~7 % of an epoch)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay, fused=True)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_factor, patience=cfg.lr_patience)
+    amp = amp_enabled(cfg, device)
+    # disabled, the scaler is the identity and step() is a plain opt.step(): the float32 path is unchanged
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
     x_tr = torch.from_numpy(np.ascontiguousarray(data.x_train, dtype=np.float32)).to(device)
     y_tr = torch.from_numpy(data.y_train.astype(np.float32)).to(device)
     x_va = torch.from_numpy(np.ascontiguousarray(data.x_val, dtype=np.float32)).to(device)
@@ -294,17 +319,20 @@ def train_model(
                 mix = (layer, lam, perm)
                 yb = lam * yb + (1.0 - lam) * yb[perm]
             t_b = time.perf_counter()
-            loss = soft_cross_entropy(model(xb, mix), yb)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                logits = model(xb, mix)
+            loss = soft_cross_entropy(logits.float(), yb)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             t_net += time.perf_counter() - t_b
             total += float(loss.detach()) * idx.shape[0]
             seen += idx.shape[0]
         t_train = time.perf_counter() - t0
         train_loss = total / max(1, seen)
         sched.step(train_loss)
-        val_loss, val_auc = _validate(model, x_va, y_va, cfg.score_batch_size)
+        val_loss, val_auc = _validate(model, x_va, y_va, cfg.score_batch_size, amp)
         log = EpochLog(epoch, train_loss, val_loss, val_auc, opt.param_groups[0]["lr"],
                        time.perf_counter() - t0, t_train, t_net)
         result.history.append(log)

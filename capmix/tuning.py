@@ -47,6 +47,7 @@ __all__ = [
     "TuneResult",
     "plot_study",
     "read_best_params",
+    "study_result",
     "tune",
     "write_best_params",
 ]
@@ -86,6 +87,9 @@ class TuneConfig(BaseModel):
     study_name: str = Field("capmix", min_length=1)
     seed: int = Field(0, ge=0, description="TPE sampler seed")
     worker: int = Field(0, ge=0, description="index of this process when several share one study")
+    workers: int = Field(
+        1, ge=1, description="processes running trials of this study at once (the flow submits one task each)"
+    )
     max_epochs: int | None = Field(None, ge=1, description="per-trial epoch budget; None = the detector's")
     n_series: int | None = Field(None, ge=1, description="tune on the first N series only; None = all")
     pruning: bool = Field(True, description="MedianPruner on the running validation AUC")
@@ -358,6 +362,18 @@ def tune(
 
     study.optimize(objective, n_trials=tune_cfg.n_trials, timeout=tune_cfg.timeout_s, callbacks=callbacks)
     return _result(study, tune_cfg, n_before)
+
+
+def study_result(tune_cfg: TuneConfig) -> TuneResult:
+    """The result of the whole study in ``tune_cfg.storage``, e.g. after several workers finished.
+
+    Read-only: no trial is run. ``n_new`` is 0 (nothing ran in this call).
+    """
+    storage = _open_storage(tune_cfg.storage)
+    if storage is None:
+        raise ValueError("study_result needs a persistent tune storage (an in-memory study ends with its process)")
+    study = optuna.load_study(study_name=tune_cfg.study_name, storage=storage)
+    return _result(study, tune_cfg, len(study.get_trials(deepcopy=False, states=_FINISHED)))
 
 
 def _result(study: optuna.Study, tune_cfg: TuneConfig, n_before: int) -> TuneResult:

@@ -43,37 +43,27 @@ def setup_mlflow(p: dict[str, Any]) -> None:
     uri = _USER_TRACKING_URI or cfg.get("tracking_uri", "sqlite:///mlflow.db")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    mlflow.set_experiment(cfg.get("experiment", "capmix"))
+    name = cfg.get("experiment", "capmix")
+    location = cfg.get("artifact_location")  # e.g. s3://bucket/mlflow; only used when creating the experiment
+    if location and mlflow.get_experiment_by_name(name) is None:
+        try:
+            mlflow.create_experiment(name, artifact_location=location)
+        except mlflow.exceptions.MlflowException:
+            if mlflow.get_experiment_by_name(name) is None:  # not a race with another flow run: a real error
+                raise
+    mlflow.set_experiment(name)
 
 
-@task(name="tune")
-def tune_task(data: dict[str, str], base_cfg: dict[str, Any], tune_params: dict[str, Any], parent_run_id: str):
-    """Optuna γ/α search on the training period; one nested MLflow run per trial."""
-    from capmix.config import DetectorConfig
-    from capmix.tuning import TuneConfig, plot_study, tune, write_best_params
+def tune_task(data: dict[str, str], base_cfg: dict[str, Any], tune_params: dict[str, Any], parent_run_id: str,
+              parallel: bool = False):
+    """Optuna γ/α search on the training period; one nested MLflow run per trial.
 
-    series = read_dataset(data["path"])
-    t = {k: v for k, v in tune_params.items() if k not in ("enabled", "best_params")}
-    # one study per training data: a nightly run on new data starts a fresh search
-    t["study_name"] = f"{t.get('study_name', 'capmix')}-{data['digest'][:12]}"
-    tcfg = TuneConfig.model_validate(t)
-    client = mlflow.MlflowClient()
-    exp = client.get_run(parent_run_id).info.experiment_id
+    ``tune.workers`` > 1 with a parallel task runner runs that many workers on one study
+    (flows/distributed.py); the best of all their trials is written.
+    """
+    from flows.distributed import run_tuning
 
-    def on_trial(number, params, value, state):
-        run = client.create_run(exp, run_name=f"trial-{number}",
-                                tags={"mlflow.parentRunId": parent_run_id, "optuna.state": str(state)})
-        for k, v in params.items():
-            client.log_param(run.info.run_id, k, v)
-        if value is not None:
-            client.log_metric(run.info.run_id, "val_auc", float(value))
-        client.set_terminated(run.info.run_id)
-
-    result = tune(series, DetectorConfig.model_validate(base_cfg), tcfg, on_trial=on_trial)
-    out = write_best_params(result, tune_params.get("best_params", "tuning/best_params.yaml"))
-    plot = plot_study(result, Path(out).with_name("study.png"))
-    return {"best_params": result.best_params, "best_value": result.best_value,
-            "n_trials": result.n_trials, "n_pruned": result.n_pruned, "file": str(out), "plot": str(plot)}
+    return run_tuning(data, base_cfg, tune_params, parent_run_id, parallel)
 
 
 def _champion_metric(uri: str, data_path: str, ecfg: EvaluateConfig, metric: str) -> float:
@@ -129,7 +119,8 @@ def training_flow(
         mlflow.set_tags({"dataset": p.get("dataset", {}).get("name", "default"), "data.digest": data["digest"]})
 
         if do_tune:
-            best = tune_task(data, base_cfg.model_dump(), tune_params, run.info.run_id)
+            parallel = p.get("flow", {}).get("task_runner", "sequential") != "sequential"
+            best = tune_task(data, base_cfg.model_dump(), tune_params, run.info.run_id, parallel)
             mlflow.log_artifact(best["plot"], "tuning")
             mlflow.log_artifact(best["file"], "tuning")
         from capmix.tuning import read_best_params
@@ -249,12 +240,13 @@ def _fan_out(p: dict[str, Any]):
 
 
 def runner_for(p: dict[str, Any]):
-    """Task runner from params ``flow``: threads (also used by ``sequential``), or Dask (prefect-dask)."""
+    """Task runner from params ``flow``: threads (also used by ``sequential``), or Dask (prefect-dask):
+    the cluster at ``dask_address``, else a LocalCluster of ``dask_workers`` processes per flow run."""
     cfg = p.get("flow", {})
     if cfg.get("task_runner", "threads") == "dask":
-        from prefect_dask import DaskTaskRunner  # optional dependency
+        from flows.distributed import dask_task_runner
 
-        return DaskTaskRunner(address=cfg.get("dask_address"))
+        return dask_task_runner(cfg)
     return ThreadPoolTaskRunner(max_workers=int(cfg.get("max_workers", 2)))
 
 
