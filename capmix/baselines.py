@@ -1,8 +1,14 @@
-"""Reference detectors under the same interface as ``CAPMixDetector`` (fit / decision_function).
+"""Reference detectors under the same interface as ``CAPMixDetector``.
 
-They exist to put CAPMix's numbers in context: the random scorer (RAS in the paper) is the
-floor every detector must clear, and Isolation Forest over windows is the classic baseline.
-Model code comes from scikit-learn; only the windowing glue lives here.
+``fit(X, y=None)`` returns self, ``decision_function(X)`` gives one score per point (higher =
+more anomalous) and ``threshold_`` is the deployable (validation-protocol) threshold in the
+same units. The models themselves come from maintained libraries: scikit-learn (Isolation
+Forest, OC-SVM), PyOD (Deep SVDD) and stumpy (matrix-profile discords, the idea behind
+DAMP). Only the windowing and thresholding glue lives here, shared by all of them.
+
+The deployable threshold follows CAPMix's rule exactly: the detector is fitted on the first
+``1 - val_fraction`` of the training period and the threshold is mean + z * std of the
+scores of the held-out tail, so every method is judged by the same protocol.
 """
 
 from __future__ import annotations
@@ -10,47 +16,181 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.ensemble import IsolationForest
 
-from capmix.detector import as_series
+from capmix.detector import NotFittedError, as_series
 from capmix.windows import StandardScaler, point_scores, sliding_windows
 
 
-class RandomScorer:
-    """Uniform random point scores (seeded): the paper's RAS floor."""
+class WindowBaseline:
+    """Glue shared by the window-based baselines: scaling, windowing, split, threshold.
 
-    def __init__(self, seed: int = 0):
-        self.seed = seed
+    Subclasses implement ``_fit_windows(w)`` and ``_score_windows(w)`` on ``(N, W*C)``
+    flattened, standardised windows, or override ``_fit_points``/``_score_points``.
+    """
 
-    def fit(self, X: Any, y: Any | None = None) -> RandomScorer:
-        self.n_channels_ = as_series(X).shape[1]
-        return self
-
-    def decision_function(self, X: Any) -> np.ndarray:
-        return np.random.default_rng(self.seed).random(as_series(X).shape[0])
-
-
-class WindowIForest:
-    """Isolation Forest (scikit-learn) on flattened standardised windows."""
-
-    def __init__(self, window: int = 64, stride: int = 16, n_estimators: int = 100, seed: int = 0):
+    def __init__(self, window: int = 64, stride: int = 16, threshold_z: float = 3.0,
+                 val_fraction: float = 0.2, seed: int = 0):
         self.window = window
         self.stride = stride
-        self.n_estimators = n_estimators
+        self.threshold_z = threshold_z
+        self.val_fraction = val_fraction
         self.seed = seed
 
+    # -- per-method hooks
+    def _fit_windows(self, w: np.ndarray) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _score_windows(self, w: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def _flat(self, X: np.ndarray) -> np.ndarray:
-        w = sliding_windows(self.scaler_.transform(X), self.window, self.stride)
+        w = sliding_windows(X, self.window, self.stride)
         return w.reshape(w.shape[0], -1)
 
-    def fit(self, X: Any, y: Any | None = None) -> WindowIForest:
+    def _fit_points(self, X: np.ndarray) -> None:
+        self._fit_windows(self._flat(X))
+
+    def _score_points(self, X: np.ndarray) -> np.ndarray:
+        return point_scores(self._score_windows(self._flat(X)), X.shape[0], self.window, self.stride)
+
+    # -- public API
+    def fit(self, X: Any, y: Any | None = None) -> WindowBaseline:
         X = as_series(X)
+        if X.shape[0] < 2 * self.window:
+            raise ValueError(f"X has {X.shape[0]} points; {type(self).__name__} needs at least two windows "
+                             f"({2 * self.window}) to fit and set a threshold")
         self.scaler_ = StandardScaler().fit(X)
-        self.model_ = IsolationForest(n_estimators=self.n_estimators, random_state=self.seed).fit(self._flat(X))
+        Z = self.scaler_.transform(X)
+        split = int(round(Z.shape[0] * (1.0 - self.val_fraction)))
+        split = min(max(split, self.window), Z.shape[0] - self.window)
+        self._fit_points(Z[:split])
+        val = self._score_points(Z[split:])
+        self.threshold_ = float(val.mean() + self.threshold_z * val.std())
+        self.n_channels_ = X.shape[1]
         return self
 
     def decision_function(self, X: Any) -> np.ndarray:
+        if not hasattr(self, "scaler_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted; call fit(X) first")
         X = as_series(X)
+        if X.shape[1] != self.n_channels_:
+            raise ValueError(f"X has {X.shape[1]} channels but the detector was fitted on {self.n_channels_}")
+        return self._score_points(self.scaler_.transform(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        return (self.decision_function(X) > self.threshold_).astype(np.int8)
+
+
+def _subsample(w: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """At most ``limit`` rows, drawn without replacement (kernel methods are O(n^2))."""
+    if limit is None or w.shape[0] <= limit:
+        return w
+    idx = np.sort(np.random.default_rng(seed).choice(w.shape[0], limit, replace=False))
+    return w[idx]
+
+
+class RandomScorer(WindowBaseline):
+    """Uniform random point scores (seeded): the paper's RAS floor."""
+
+    def _fit_points(self, X: np.ndarray) -> None:
+        self.rng_ = np.random.default_rng(self.seed)
+
+    def _score_points(self, X: np.ndarray) -> np.ndarray:
+        return self.rng_.random(X.shape[0])
+
+
+class WindowIForest(WindowBaseline):
+    """Isolation Forest (scikit-learn) on flattened standardised windows."""
+
+    def __init__(self, window: int = 64, stride: int = 16, n_estimators: int = 100,
+                 max_train_windows: int | None = None, **kw: Any):
+        super().__init__(window, stride, **kw)
+        self.n_estimators = n_estimators
+        self.max_train_windows = max_train_windows
+
+    def _fit_windows(self, w: np.ndarray) -> None:
+        from sklearn.ensemble import IsolationForest
+
+        w = _subsample(w, self.max_train_windows, self.seed)
+        self.model_ = IsolationForest(n_estimators=self.n_estimators, random_state=self.seed).fit(w)
+
+    def _score_windows(self, w: np.ndarray) -> np.ndarray:
         # sklearn: higher score_samples = more normal; negate so higher = more anomalous
-        s = -self.model_.score_samples(self._flat(X))
-        return point_scores(s, X.shape[0], self.window, self.stride)
+        return -self.model_.score_samples(w)
+
+
+class WindowOCSVM(WindowBaseline):
+    """One-class SVM (scikit-learn, RBF kernel) on flattened standardised windows."""
+
+    def __init__(self, window: int = 64, stride: int = 16, nu: float = 0.05,
+                 max_train_windows: int | None = 4000, **kw: Any):
+        super().__init__(window, stride, **kw)
+        self.nu = nu
+        self.max_train_windows = max_train_windows
+
+    def _fit_windows(self, w: np.ndarray) -> None:
+        from sklearn.svm import OneClassSVM
+
+        self.model_ = OneClassSVM(nu=self.nu, gamma="scale").fit(_subsample(w, self.max_train_windows, self.seed))
+
+    def _score_windows(self, w: np.ndarray) -> np.ndarray:
+        return -self.model_.score_samples(w)
+
+
+class WindowDeepSVDD(WindowBaseline):
+    """Deep SVDD (PyOD's torch implementation) on flattened standardised windows."""
+
+    def __init__(self, window: int = 64, stride: int = 16, epochs: int = 20, batch_size: int = 256,
+                 max_train_windows: int | None = 20000, **kw: Any):
+        super().__init__(window, stride, **kw)
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.max_train_windows = max_train_windows
+
+    def _fit_windows(self, w: np.ndarray) -> None:
+        from pyod.models.deep_svdd import DeepSVDD
+
+        w = _subsample(w, self.max_train_windows, self.seed)
+        self.model_ = DeepSVDD(n_features=w.shape[1], epochs=self.epochs, batch_size=self.batch_size,
+                               random_state=self.seed, verbose=0).fit(w)
+
+    def _score_windows(self, w: np.ndarray) -> np.ndarray:
+        return self.model_.decision_function(w)
+
+
+class MatrixProfileDiscord(WindowBaseline):
+    """Matrix-profile discords (stumpy): distance of each subsequence to its nearest normal one.
+
+    The score of a subsequence is its z-normalised Euclidean distance to the closest
+    subsequence of the training period (an AB-join), which is what DAMP approximates
+    online. Multivariate input is scored per channel and averaged. ``max_reference`` caps
+    the reference to the last points of the training period: the join is
+    O(n_test * n_reference).
+    """
+
+    def __init__(self, window: int = 64, stride: int = 16, max_reference: int | None = 20000, **kw: Any):
+        super().__init__(window, stride, **kw)
+        self.max_reference = max_reference
+
+    def _fit_points(self, X: np.ndarray) -> None:
+        ref = X if self.max_reference is None else X[-self.max_reference:]
+        # constant reference windows make the z-normalised distance undefined; jitter nothing,
+        # stumpy handles them, but a fully constant channel carries no information
+        self.reference_ = np.ascontiguousarray(ref, dtype=np.float64)
+
+    def _score_points(self, X: np.ndarray) -> np.ndarray:
+        import stumpy
+
+        X = np.asarray(X, dtype=np.float64)  # stumpy wants float64; the scaler gives float32
+        m = self.window
+        if X.shape[0] < m:
+            raise ValueError(f"series of {X.shape[0]} points is shorter than one window ({m})")
+        prof = np.zeros(X.shape[0] - m + 1)
+        for c in range(X.shape[1]):
+            mp = stumpy.stump(np.ascontiguousarray(X[:, c]), m, T_B=self.reference_[:, c], ignore_trivial=False)
+            d = np.asarray(mp[:, 0], dtype=np.float64)
+            prof += np.where(np.isfinite(d), d, 0.0)
+        prof /= X.shape[1]
+        # subsequence i covers points i..i+m-1; a point takes the max over the windows covering it
+        starts = np.arange(0, prof.shape[0], self.stride)
+        return point_scores(prof[starts], X.shape[0], m, self.stride)

@@ -8,11 +8,11 @@ granularities (``window``: one label per stride segment, as in the paper; ``poin
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 
 import numpy as np
 
-from capmix.metrics import EventCounts, auc_scores, micro_prf, n_events, score_counts, weighted_f1
+from capmix.metrics import Counts, EventCounts, auc_scores, micro_prf, n_events, score_counts, weighted_f1
 from capmix.thresholds import oracle_threshold, ucr_protocol
 from capmix.windows import n_windows, window_labels
 
@@ -47,6 +47,31 @@ class SeriesResult:
             out["ucr/hit"] = float(self.ucr_hit)
             out["ucr/rpa_f1"] = float(self.ucr_rpa_f1 or 0.0)
         return out
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (counts kept, so results of many runs can be re-aggregated later)."""
+        return {
+            "series": self.series,
+            "n_events": dict(self.n_events),
+            "counts": {k: {kind: list(astuple(c.get(kind))) for kind in KINDS} for k, c in self.counts.items()},
+            "oracle_tau": dict(self.oracle_tau),
+            "auc": {g: list(v) for g, v in self.auc.items()},
+            "ucr_hit": self.ucr_hit,
+            "ucr_rpa_f1": self.ucr_rpa_f1,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SeriesResult:
+        counts = {k: EventCounts(**{kind: Counts(*v[kind]) for kind in KINDS}) for k, v in d["counts"].items()}
+        return cls(
+            series=d["series"],
+            n_events={k: int(v) for k, v in d["n_events"].items()},
+            counts=counts,
+            oracle_tau={k: float(v) for k, v in d["oracle_tau"].items()},
+            auc={g: (float(v[0]), float(v[1])) for g, v in d["auc"].items()},
+            ucr_hit=d.get("ucr_hit"),
+            ucr_rpa_f1=d.get("ucr_rpa_f1"),
+        )
 
 
 def evaluate_series(

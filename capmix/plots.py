@@ -95,3 +95,48 @@ def plot_training_curves(histories: dict[str, list[dict]], path: str | Path) -> 
     if len(histories) <= 10:
         ax1.legend(fontsize=7)
     return _save(fig, path)
+
+
+def plot_study_lines(rows, path: str | Path, x_of, line_key: str, panels, xlabel: str, title: str,
+                     logx: bool = False) -> Path:
+    """One panel per metric, one line per ``line_key`` value, x from the study point (Fig. 5 style).
+
+    The legend carries each line's mean over all x, as the paper's figure does.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), layout="constrained", squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels):
+        for name in sorted({r[line_key] for r in rows}):
+            pts = sorted((x_of(r["study"]), r.get(f"{key}/mean", np.nan), r.get(f"{key}/std", np.nan))
+                         for r in rows if r[line_key] == name)
+            x, y, e = (np.array(v, dtype=float) for v in zip(*pts))
+            ax.errorbar(x, y, yerr=np.nan_to_num(e), marker="o", capsize=3,
+                        label=f"{name} (mean {np.nanmean(y):.3f})")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(label)
+        if logx:
+            ax.set_xscale("log", base=2)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_sensitivity(rows, path: str | Path, title: str, key: str = "window/oracle/rpa_f1_eq13") -> Path:
+    """RPA-F1 against alpha, one line per gamma, one panel per dataset (Fig. 8 style)."""
+    from capmix.studies import parse_point
+
+    datasets = sorted({r["dataset"] for r in rows})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.6), layout="constrained", squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        pts = [(parse_point(r["study"]), r.get(f"{key}/mean", np.nan)) for r in rows if r["dataset"] == ds]
+        for g in sorted({p["gamma"] for p, _ in pts}):
+            line = sorted((p["alpha"], v) for p, v in pts if p["gamma"] == g)
+            ax.plot([a for a, _ in line], [v for _, v in line], marker="o", label=f"γ={g:g}")
+        ax.set_xscale("log")
+        ax.set_xlabel("α (mixup Beta parameter)")
+        ax.set_ylabel("RPA-F1 (oracle)")
+        ax.set_title(ds)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return _save(fig, path)

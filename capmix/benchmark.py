@@ -1,0 +1,294 @@
+"""Benchmark harness: datasets x methods x seeds, one resumable cell per series.
+
+A *cell* is one (dataset, series, method, seed[, study point]) fit + score + evaluation.
+Each finished cell is written atomically as JSON under ``<out_dir>/cells/...``; a re-run
+skips cells whose file exists, so an interrupted benchmark resumes where it stopped and
+a larger one reuses the cells it shares with a smaller one. The report is computed from
+the cell files only: per (dataset, method, seed) the usual aggregate (Eq. 13, micro,
+AUCs, UCR protocol), then mean +- std over seeds, written as CSV and Markdown.
+
+Nothing here schedules work: ``run_cells`` takes a ``map`` function. The CLI passes a
+plain loop or a Prefect task runner (threads / Dask) through ``flows/benchmark.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from capmix.atomic import write_text
+from capmix.config import detector_config
+from capmix.data import Series
+from capmix.evaluation import SeriesResult, aggregate, evaluate_series
+from capmix.methods import build_detector, check_methods
+
+#: Columns of the Markdown report: (header, aggregate key). Window granularity is the paper's.
+REPORT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("RPA-F1 oracle", "window/oracle/rpa_f1_eq13"),
+    ("RPA-F1 validation", "window/validation/rpa_f1_eq13"),
+    ("RPA-F1 oracle (point)", "point/oracle/rpa_f1_eq13"),
+    ("RPA-F1 validation (point)", "point/validation/rpa_f1_eq13"),
+    ("precision oracle", "window/oracle/rpa_precision_micro"),
+    ("AUC-PR", "window/auc_pr_mean"),
+    ("UCR accuracy", "ucr/accuracy"),
+    ("UCR RPA-F1", "ucr/rpa_f1_mean"),
+)
+
+
+class DatasetSpec(BaseModel):
+    """One benchmark dataset (params.yaml ``benchmark.datasets.<name>``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    preset: str = "default"
+    ucr_widen: int | None = Field(None, ge=0, description="set: also score the UCR protocol")
+    path: str | None = Field(None, description="canonical Parquet instead of a real-data loader")
+
+
+class BenchmarkConfig(BaseModel):
+    """params.yaml ``benchmark``."""
+
+    model_config = ConfigDict(extra="forbid")
+    datasets: dict[str, DatasetSpec] = {"default": DatasetSpec(path="data/default/series.parquet")}
+    methods: list[str] = ["capmix", "cap", "iforest", "random"]
+    seeds: list[int] = [0]
+    subset: int | None = Field(None, ge=1, description="only the first N series of each dataset")
+    max_epochs: int | None = Field(None, ge=1, description="override train.max_epochs (quick runs)")
+    root: str = "../shared/datasets"
+    out_dir: str = "reports/benchmark"
+    workers: int = Field(1, ge=1, description="parallel series (a Dask LocalCluster when > 1)")
+    dask_address: str | None = Field(None, description="an existing Dask scheduler, e.g. tcp://host:8786")
+    experiment: str = "capmix-benchmark"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work; ``study`` names a study point (e.g. ``gamma=2.0,alpha=0.1``)."""
+
+    dataset: str
+    series: str
+    method: str
+    seed: int
+    study: str = ""
+    overrides: tuple[tuple[str, Any], ...] = ()
+    contamination: float | None = None
+
+    @property
+    def group(self) -> tuple[str, str, str, int]:
+        return (self.dataset, self.method, self.study, self.seed)
+
+    def path(self, out_dir: str | Path) -> Path:
+        method = self.method + (f"@{self.study}" if self.study else "")
+        return Path(out_dir) / "cells" / self.dataset / method / f"seed{self.seed}" / f"{_safe(self.series)}.json"
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+@dataclass
+class CellResult:
+    cell: Cell
+    result: SeriesResult
+    fit_seconds: float
+    score_seconds: float
+    n_train: int
+    n_test: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        c = asdict(self.cell)
+        c["overrides"] = dict(self.cell.overrides)
+        return json.dumps({"cell": c, "result": self.result.to_dict(), "fit_seconds": self.fit_seconds,
+                           "score_seconds": self.score_seconds, "n_train": self.n_train, "n_test": self.n_test,
+                           "extra": self.extra}, indent=1, default=float)
+
+    @classmethod
+    def from_json(cls, text: str) -> CellResult:
+        d = json.loads(text)
+        c = d["cell"]
+        c["overrides"] = tuple(sorted(c["overrides"].items()))
+        return cls(Cell(**c), SeriesResult.from_dict(d["result"]), d["fit_seconds"], d["score_seconds"],
+                   d["n_train"], d["n_test"], d.get("extra", {}))
+
+
+# ----------------------------------------------------------------------------- data
+def load_benchmark_dataset(name: str, spec: DatasetSpec, root: str, subset: int | None) -> list[Series]:
+    """A dataset by loader name (``ucr``, ``aiops``, ...) or from canonical Parquet (``spec.path``)."""
+    if spec.path is not None:
+        from capmix.data import read_dataset
+
+        series = read_dataset(spec.path)
+        return series[:subset] if subset else series
+    from capmix.loaders import load_dataset
+
+    return load_dataset(name, root, subset=subset)
+
+
+def plan(config: BenchmarkConfig, series: dict[str, Sequence[Series]]) -> list[Cell]:
+    """Every cell of datasets x methods x seeds x series, in a stable order."""
+    check_methods(config.methods)
+    return [
+        Cell(ds, s.name, m, seed)
+        for ds in config.datasets
+        for m in config.methods
+        for seed in config.seeds
+        for s in series[ds]
+    ]
+
+
+def pending(cells: Iterable[Cell], out_dir: str | Path) -> list[Cell]:
+    """Cells whose result file does not exist yet (what a resumed run still has to do)."""
+    return [c for c in cells if not c.path(out_dir).exists()]
+
+
+# ----------------------------------------------------------------------------- one cell
+def run_cell(cell: Cell, series: Series, params: dict[str, Any], spec: DatasetSpec,
+             out_dir: str | Path, max_epochs: int | None = None) -> CellResult:
+    """Fit, score and evaluate one cell; write its JSON atomically and return it."""
+    from capmix.contamination import contaminate
+
+    overrides = dict(cell.overrides)
+    capmix_over = {"max_epochs": max_epochs, "min_epochs": min(max_epochs, 5)} if max_epochs else {}
+    cfg = detector_config(params, preset=spec.preset, **capmix_over)
+    x_tr, y_tr = series.train
+    x_te, y_te = series.test
+    if y_te is None:
+        raise ValueError(f"{cell.dataset}/{series.name} has no test labels; benchmarks need labelled test data")
+    extra: dict[str, Any] = {}
+    if cell.contamination is not None:
+        rng = np.random.default_rng([cell.seed, 7919])
+        x_tr, y_tr, injected = contaminate(x_tr, y_tr, cell.contamination, rng)
+        extra["contamination_points"] = int(injected.sum())
+    det = build_detector(cell.method, cfg, params, cell.seed, overrides, preset=spec.preset)
+    t0 = time.perf_counter()
+    det.fit(x_tr, y_tr)
+    t1 = time.perf_counter()
+    scores = det.decision_function(x_te)
+    t2 = time.perf_counter()
+    res = evaluate_series(series.name, scores, y_te, det.threshold_, cfg.window, cfg.stride,
+                          ucr_widen=spec.ucr_widen)
+    if hasattr(det, "best_epoch_"):
+        extra.update(best_epoch=det.best_epoch_, epochs=len(det.history_))
+    out = CellResult(cell, res, t1 - t0, t2 - t1, int(x_tr.shape[0]), int(x_te.shape[0]), extra)
+    write_text(cell.path(out_dir), out.to_json())
+    return out
+
+
+def run_cells(cells: Sequence[Cell], work: Callable[[Cell], CellResult],
+              map_fn: Callable[[Callable[[Cell], CellResult], Sequence[Cell]], Iterable[CellResult]] | None = None,
+              on_done: Callable[[CellResult], None] | None = None) -> list[CellResult]:
+    """Run ``work`` over ``cells`` with ``map_fn`` (default: in order, in this process)."""
+    results = []
+    for r in (map_fn or map)(work, cells):
+        results.append(r)
+        if on_done is not None:
+            on_done(r)
+    return results
+
+
+# ----------------------------------------------------------------------------- report
+def load_cells(out_dir: str | Path) -> list[CellResult]:
+    root = Path(out_dir) / "cells"
+    return [CellResult.from_json(p.read_text()) for p in sorted(root.rglob("*.json"))] if root.exists() else []
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
+    if v.size == 0:
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.std())
+
+
+def summarise(results: Sequence[CellResult], cells: Sequence[Cell] | None = None) -> list[dict[str, Any]]:
+    """One row per (dataset, method, study): aggregate per seed, then mean/std over seeds.
+
+    ``cells`` restricts the summary to a plan (other cells in the directory are ignored);
+    a group missing some of its series is reported with ``complete = False``.
+    """
+    wanted = set(cells) if cells is not None else None
+    by_group: dict[tuple, list[CellResult]] = defaultdict(list)
+    for r in results:
+        if wanted is None or r.cell in wanted:
+            by_group[r.cell.group].append(r)
+    expected: dict[tuple, int] = defaultdict(int)
+    for c in cells or [r.cell for r in results]:
+        expected[c.group] += 1
+    per_seed: dict[tuple, list[tuple[int, dict[str, float], list[CellResult]]]] = defaultdict(list)
+    for (ds, m, study, seed), rs in sorted(by_group.items()):
+        rs = sorted(rs, key=lambda r: r.cell.series)
+        per_seed[(ds, m, study)].append((seed, aggregate([r.result for r in rs]), rs))
+    rows = []
+    for (ds, m, study), items in per_seed.items():
+        row: dict[str, Any] = {"dataset": ds, "method": m, "study": study,
+                               "seeds": len(items), "n_series": int(items[0][1]["n_series"])}
+        keys = sorted({k for _, agg, _ in items for k in agg if k != "n_series"})
+        for k in keys:
+            row[f"{k}/mean"], row[f"{k}/std"] = _mean_std([agg.get(k, float("nan")) for _, agg, _ in items])
+        fit = [sum(r.fit_seconds for r in rs) for _, _, rs in items]
+        score = [sum(r.score_seconds for r in rs) for _, _, rs in items]
+        row["fit_seconds_total"] = float(np.mean(fit))
+        row["score_seconds_total"] = float(np.mean(score))
+        row["seconds_per_series"] = float(np.mean(fit) + np.mean(score)) / max(row["n_series"], 1)
+        row["complete"] = all(len(rs) == expected[(ds, m, study, seed)] for seed, _, rs in items)
+        rows.append(row)
+    return rows
+
+
+def _fmt(mean: float, std: float, seeds: int) -> str:
+    if not math.isfinite(mean):
+        return "–"
+    return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if seeds > 1 else "")
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]] = REPORT_COLUMNS,
+                   paper: dict[str, dict[str, float]] | None = None) -> str:
+    """A Markdown table (values in %, mean ± std over seeds); empty columns are dropped.
+
+    ``paper``: ``{dataset: {method: rpa_f1_percent}}`` adds the paper's number next to ours.
+    """
+    cols = [(h, k) for h, k in columns if any(math.isfinite(r.get(f"{k}/mean", float("nan"))) for r in rows)]
+    head = ["dataset", "method", "series", "seeds", *(h for h, _ in cols)]
+    if paper:
+        head.append("paper RPA-F1")
+    head.append("s/series")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        name = r["method"] + (f" ({r['study']})" if r.get("study") else "")
+        cells = [r["dataset"], name, str(r["n_series"]) + ("" if r.get("complete", True) else " (partial)"),
+                 str(r["seeds"])]
+        cells += [_fmt(r.get(f"{k}/mean", float("nan")), r.get(f"{k}/std", float("nan")), r["seeds"]) for _, k in cols]
+        if paper:
+            v = paper.get(r["dataset"], {}).get(r["method"])
+            cells.append("–" if v is None else f"{v:.2f}")
+        cells.append(f"{r['seconds_per_series']:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(rows: Sequence[dict[str, Any]], out_dir: str | Path, name: str = "results",
+                 paper: dict[str, dict[str, float]] | None = None, title: str = "capmix benchmark") -> tuple[Path, Path]:
+    """``<name>.csv`` (every aggregate, mean and std) and ``<name>.md`` (the headline columns)."""
+    import csv
+    import io
+
+    out = Path(out_dir)
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields)
+    w.writeheader()
+    w.writerows(rows)
+    csv_path = write_text(out / f"{name}.csv", buf.getvalue())
+    md = (f"# {title}\n\nRPA-F1 in %, Eq. 13 event-weighted, window granularity unless marked; "
+          "`oracle` = the paper's best-threshold protocol (uses test labels), `validation` = the "
+          "deployable threshold from training data only.\n\n" + markdown_table(rows, paper=paper))
+    md_path = write_text(out / f"{name}.md", md)
+    return csv_path, md_path
