@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import platform
 import shutil
 import tempfile
@@ -118,9 +119,14 @@ class CAPMixDetector:
         X: Any,
         y: Any | None = None,
         on_epoch: Callable[[EpochLog], None] | None = None,
+        checkpoint: str | Path | None = None,
     ) -> CAPMixDetector:
-        """Train on the training period ``X`` (T, C); ``y`` optional point labels of known anomalies."""
-        return self.fit_prepared(self.prepare(X, y), on_epoch=on_epoch)
+        """Train on the training period ``X`` (T, C); ``y`` optional point labels of known anomalies.
+
+        ``checkpoint``: a file written after every epoch; a later fit on the same data and config
+        resumes from it and ends with exactly the model an uninterrupted fit gives.
+        """
+        return self.fit_prepared(self.prepare(X, y), on_epoch=on_epoch, checkpoint=checkpoint)
 
     def prepare(self, X: Any, y: Any | None = None) -> AugmentedData:
         """Check the input, fit the scaler, window, inject CutAddPaste copies and revise labels.
@@ -155,11 +161,15 @@ class CAPMixDetector:
         return data
 
     def fit_prepared(
-        self, data: AugmentedData, on_epoch: Callable[[EpochLog], None] | None = None
+        self,
+        data: AugmentedData,
+        on_epoch: Callable[[EpochLog], None] | None = None,
+        checkpoint: str | Path | None = None,
     ) -> CAPMixDetector:
         """Train the network on prepared (augmented, revised) windows; the second half of ``fit``."""
         cfg = self.config
-        result = train_model(data, cfg, on_epoch=on_epoch)
+        result = train_model(data, cfg, on_epoch=on_epoch, checkpoint=checkpoint)
+        self.resumed_from_epoch_ = result.resumed_from
         self.scaler_ = StandardScaler(np.asarray(data.scaler_mean), np.asarray(data.scaler_std))
         self.model_ = result.model
         self.n_channels_ = data.n_channels
@@ -235,6 +245,8 @@ class CAPMixDetector:
                 "best_epoch": self.best_epoch_,
                 "augmentation": self.augmentation_,
                 "train_digest": self.train_digest_,
+                # channel names when known (pipeline.train_series sets them): scoring checks them by name
+                "channels": list(getattr(self, "channels_", None) or []) or None,
                 "versions": {
                     "capmix": __version__,
                     "torch": torch.__version__,
@@ -279,24 +291,43 @@ class CAPMixDetector:
                     f"{path}/{name} does not match its checksum: the model was truncated or modified; "
                     "re-train or restore it"
                 )
-        config = DetectorConfig.model_validate_json((path / "config.json").read_text())
+        # checksums match, yet the files may have been written consistently wrong (another format,
+        # an edited checksums.json): every parse error is a ModelFileError naming the file
+        try:
+            config = DetectorConfig.model_validate_json((path / "config.json").read_text())
+        except ValueError as exc:
+            raise ModelFileError(f"{path}/config.json is not a valid CAPMix config ({exc}); re-train or restore it") from exc
         if device is not None:
             config = config.replace(device=device)
-        state = json.loads((path / "state.json").read_text())
-        if state.get("format_version") != FORMAT_VERSION:
-            raise ModelFileError(f"{path} has model format {state.get('format_version')}, expected {FORMAT_VERSION}")
+        try:
+            state = json.loads((path / "state.json").read_text())
+        except json.JSONDecodeError as exc:
+            raise ModelFileError(f"{path}/state.json is corrupt ({exc}); re-train or restore it") from exc
+        if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+            version = state.get("format_version") if isinstance(state, dict) else None
+            raise ModelFileError(f"{path} has model format {version}, expected {FORMAT_VERSION}; "
+                                 "re-train it with this version of capmix")
         det = cls(config)
         dev = resolve_device(config.device)
-        model = TCN(state["n_channels"], config.window, config.kernel, config.features, config.dropout)
-        weights = torch.load(path / "weights.pt", map_location="cpu", weights_only=True)
-        model.load_state_dict(weights)
+        try:
+            model = TCN(int(state["n_channels"]), config.window, config.kernel, config.features, config.dropout)
+            # weights_only: tensors and plain containers only, never arbitrary pickled objects
+            weights = torch.load(path / "weights.pt", map_location="cpu", weights_only=True)
+            model.load_state_dict(weights)
+            det.n_channels_ = int(state["n_channels"])
+            det.scaler_ = StandardScaler(np.asarray(state["scaler_mean"], dtype=np.float64),
+                                         np.asarray(state["scaler_std"], dtype=np.float64))
+            det.threshold_ = float(state["threshold"])
+            det.best_epoch_ = int(state["best_epoch"])
+            det.augmentation_ = state["augmentation"]
+            det.train_digest_ = state["train_digest"]
+            det.versions_ = state["versions"]
+        except (KeyError, TypeError, ValueError, RuntimeError, pickle.UnpicklingError, EOFError) as exc:
+            raise ModelFileError(f"{path} cannot be loaded ({type(exc).__name__}: {exc}); re-train or restore it") from exc
+        if det.scaler_.mean_.shape != (det.n_channels_,) or det.scaler_.std_.shape != (det.n_channels_,):
+            raise ModelFileError(f"{path}/state.json: scaler does not match {det.n_channels_} channels; re-train it")
+        if state.get("channels"):
+            det.channels_ = tuple(state["channels"])
         det.model_ = model.to(dev).eval()
-        det.n_channels_ = int(state["n_channels"])
-        det.scaler_ = StandardScaler(np.asarray(state["scaler_mean"]), np.asarray(state["scaler_std"]))
-        det.threshold_ = float(state["threshold"])
-        det.best_epoch_ = int(state["best_epoch"])
-        det.augmentation_ = state["augmentation"]
-        det.train_digest_ = state["train_digest"]
-        det.versions_ = state["versions"]
         det.history_ = []
         return det

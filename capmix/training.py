@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 import random
 import threading
@@ -236,6 +238,7 @@ class TrainResult:
     history: list[EpochLog] = field(default_factory=list)
     best_epoch: int = 0
     stopped_early: bool = False
+    resumed_from: int | None = None  #: first epoch trained after resuming from a checkpoint
 
 
 def predict_proba(model: TCN, x: np.ndarray | torch.Tensor, batch_size: int, device: torch.device,
@@ -274,12 +277,49 @@ def _validate(model: TCN, x: torch.Tensor, y: torch.Tensor, batch_size: int, amp
     return loss, auc
 
 
+#: config keys that do not change what training computes (a checkpoint stays valid across them)
+_RUNTIME_KEYS = ("device", "score_batch_size")
+
+
+def checkpoint_fingerprint(data: AugmentedData, cfg: DetectorConfig) -> str:
+    """What a checkpoint belongs to: the config, the training data and the augmented windows' shapes."""
+    h = hashlib.sha256(json.dumps(cfg.model_dump(mode="json", exclude=set(_RUNTIME_KEYS)), sort_keys=True).encode())
+    h.update(data.train_digest.encode())
+    h.update(repr((data.x_train.shape, data.x_val.shape, data.n_injected)).encode())
+    return h.hexdigest()
+
+
+def _load_checkpoint(path: Path, fingerprint: str) -> dict | None:
+    """The checkpoint at ``path`` when it belongs to this training, else None (a fresh start)."""
+    if not path.is_file():
+        return None
+    try:
+        # weights_only: tensors, numbers, strings and containers; nothing else is unpickled
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # an unreadable checkpoint only costs the epochs it held
+        warnings.warn(f"ignoring unreadable checkpoint {path} ({exc}); training from epoch 1", RuntimeWarning,
+                      stacklevel=3)
+        return None
+    if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
+        warnings.warn(f"checkpoint {path} belongs to other data or settings; training from epoch 1",
+                      RuntimeWarning, stacklevel=3)
+        return None
+    return state
+
+
 def train_model(
     data: AugmentedData,
     cfg: DetectorConfig,
     on_epoch: Callable[[EpochLog], None] | None = None,
+    checkpoint: str | Path | None = None,
 ) -> TrainResult:
-    """Adam + ReduceLROnPlateau (training loss) + early stopping on a validation signal."""
+    """Adam + ReduceLROnPlateau (training loss) + early stopping on a validation signal.
+
+    ``checkpoint``: after every epoch the whole training state (weights, optimiser, scheduler,
+    gradient scaler, every random generator, early-stopping state and history) is written there
+    atomically; a call with an existing checkpoint of the same data and config resumes after its
+    epoch and ends with exactly the model of an uninterrupted run.
+    """
     rng = seed_everything(cfg.seed, TRAIN_STREAM)
     n_channels = data.n_channels
     device = resolve_device(cfg.device)
@@ -295,13 +335,43 @@ def train_model(
     x_va = torch.from_numpy(np.ascontiguousarray(data.x_val, dtype=np.float32)).to(device)
     y_va = torch.from_numpy(data.y_val.astype(np.float32)).to(device)
     gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
-    model.set_generator(torch.Generator(device=device).manual_seed(int(rng.integers(2**31))))
+    model_gen = torch.Generator(device=device).manual_seed(int(rng.integers(2**31)))
+    model.set_generator(model_gen)
     layers = list(cfg.mixup_layers) if cfg.use_mixup else []
     n = x_tr.shape[0]
 
     result = TrainResult(model=model)
-    best, best_state, bad_epochs = math.inf, None, 0
-    for epoch in range(1, cfg.max_epochs + 1):
+    best, best_state, bad_epochs, first_epoch = math.inf, None, 0, 1
+    ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    fingerprint = checkpoint_fingerprint(data, cfg) if ckpt_path is not None else ""
+    saved = _load_checkpoint(ckpt_path, fingerprint) if ckpt_path is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        sched.load_state_dict(saved["sched"])
+        scaler.load_state_dict(saved["scaler"])
+        rng.bit_generator.state = saved["np_rng"]
+        gen.set_state(saved["gen"])
+        model_gen.set_state(saved["model_gen"])
+        best, best_state, bad_epochs = saved["best"], saved["best_state"], saved["bad_epochs"]
+        result.best_epoch, result.stopped_early = saved["best_epoch"], saved["stopped_early"]
+        result.history = [EpochLog(**e) for e in saved["history"]]
+        result.resumed_from = first_epoch = saved["epoch"] + 1
+        if result.stopped_early:
+            first_epoch = cfg.max_epochs + 1  # it had finished: nothing left to train
+
+    def save_checkpoint(epoch: int) -> None:
+        state = {
+            "fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(), "opt": opt.state_dict(),
+            "sched": sched.state_dict(), "scaler": scaler.state_dict(), "np_rng": rng.bit_generator.state,
+            "gen": gen.get_state(), "model_gen": model_gen.get_state(), "best": best, "best_state": best_state,
+            "bad_epochs": bad_epochs, "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
+            "history": [dict(e.__dict__) for e in result.history],
+        }
+        with atomic_file(ckpt_path, suffix=".pt") as tmp:
+            torch.save(state, tmp)
+
+    for epoch in range(first_epoch, cfg.max_epochs + 1):
         t0 = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=gen).to(device)
@@ -348,7 +418,10 @@ def train_model(
             # BatchNorm running statistics need a few epochs before eval-mode losses mean much
             if bad_epochs >= cfg.patience and epoch >= cfg.min_epochs:
                 result.stopped_early = True
-                break
+        if ckpt_path is not None:
+            save_checkpoint(epoch)
+        if result.stopped_early:
+            break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
