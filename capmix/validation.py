@@ -70,6 +70,9 @@ TRAIN_POINTS = "train_points"
 TEST_POINTS = "test_points"
 ANOMALY_RATIO = "test_anomaly_ratio"
 MISSING_LABELS = "test_labels_missing"
+IRREGULAR = "irregular_interval_ratio"  # share of sampling intervals unlike the most common one
+CONSTANT_TRAIN = "train_all_channels_constant"  # 1: nothing to learn from the training period
+TRAIN_ANOMALY_RATIO = "train_anomaly_ratio"  # 1.0: no normal training point at all
 
 
 class DataValidationError(ValueError):
@@ -92,6 +95,9 @@ class ValidationConfig(BaseModel):
     window: int = Field(..., ge=1, description="every checked split of every series must be longer than this")
     max_anomaly_ratio: float = Field(0.2, ge=0.0, le=1.0)
     min_anomaly_ratio: float = Field(0.0, ge=0.0, le=1.0)
+    max_irregular_ratio: float = Field(
+        0.0, ge=0.0, le=1.0, description="share of sampling intervals allowed to differ from the usual one"
+    )
     impute: Literal["none", "ffill", "interpolate"] = "none"
     require_labels: bool = Field(..., description="every test point needs a 0/1 label (evaluation)")
     mode: Literal["train", "score"] = Field(
@@ -319,6 +325,12 @@ def build_suites(cfg: ValidationConfig, channels: Sequence[str]) -> _Suites:
         E.ExpectColumnValuesToBeBetween(column=TRAIN_AFTER_TEST, min_value=0, max_value=0),
         "mark the chronologically first points 'train' and the rest 'test'",
     )
+    add(
+        series_suite,
+        E.ExpectColumnValuesToBeBetween(column=IRREGULAR, min_value=0.0, max_value=cfg.max_irregular_ratio),
+        "resample each series to a regular grid (e.g. frame.set_index('timestamp').resample('30s').ffill()), "
+        "or raise validate.max_irregular_ratio if the gaps are harmless",
+    )
     min_points = cfg.window + 1
     length_hint = f"use longer series, a window below the shortest split, or drop these series (window={cfg.window})"
     if cfg.mode == "train":
@@ -331,6 +343,19 @@ def build_suites(cfg: ValidationConfig, channels: Sequence[str]) -> _Suites:
         ),
         "check the labels (inverted 0/1? wrong split?) or adjust min_anomaly_ratio/max_anomaly_ratio",
     )
+    if cfg.mode == "train":
+        add(
+            series_suite,
+            E.ExpectColumnValuesToBeBetween(column=CONSTANT_TRAIN, min_value=0, max_value=0),
+            "every channel is constant in the training period, so there is nothing to learn: check the export "
+            "(a stuck sensor, a wrong column) or drop the series",
+        )
+        add(
+            series_suite,
+            E.ExpectColumnValuesToBeBetween(column=TRAIN_ANOMALY_RATIO, min_value=0.0, max_value=1.0, strict_max=True),
+            "every training point is labelled anomalous; CAPMix learns from normal data: check the labels "
+            "(inverted 0/1?) or the split",
+        )
     if cfg.require_labels:
         add(
             series_suite,
@@ -391,6 +416,36 @@ def _labels(frame: pd.DataFrame) -> np.ndarray | None:
     return col.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+def _irregular_ratio(codes: np.ndarray, part: np.ndarray, ts: np.ndarray, n: int) -> np.ndarray:
+    """Per series: share of sampling intervals (rows sorted by series, then time) unlike the most
+    common one, within each split (the train -> test step may be a gap). Duplicates (interval 0)
+    are counted by their own expectation, not here."""
+    out = np.full(n, np.nan)
+    same = (codes[1:] == codes[:-1]) & (part[1:] == part[:-1])
+    d = np.diff(ts.astype(np.float64) if ts.dtype.kind == "f" else ts)
+    for k in np.unique(codes[1:][same]):
+        dk = d[same & (codes[1:] == k)]
+        dk = dk[dk > 0]
+        if dk.size:
+            vals, counts = np.unique(dk, return_counts=True)
+            out[k] = 1.0 - counts.max() / dk.size
+    return out
+
+
+def _train_constant(frame: pd.DataFrame, codes: np.ndarray, is_train: np.ndarray, n: int) -> np.ndarray:
+    """Per series: 1 when every numeric channel is constant over its training rows (NaN: unknown)."""
+    out = np.full(n, np.nan)
+    chans = [c for c in frame.columns if c not in RESERVED_COLUMNS and pd.api.types.is_numeric_dtype(frame[c].dtype)
+             and not pd.api.types.is_bool_dtype(frame[c].dtype)]
+    if not chans or not is_train.any():
+        return out
+    block = frame.loc[is_train, chans].astype(np.float64)
+    g = block.groupby(codes[is_train], sort=True)
+    spread = (g.max() - g.min()).fillna(0.0)
+    out[spread.index.to_numpy()] = (spread.to_numpy() == 0).all(axis=1).astype(np.float64)
+    return out
+
+
 def series_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per series (in order of first appearance): the facts the ``series`` suite checks.
 
@@ -407,6 +462,7 @@ def series_summary(frame: pd.DataFrame) -> pd.DataFrame:
     if ts is None or len(frame) == 0:
         out[DUPLICATE_TS] = nan.copy()
         out[DECREASING_TS] = nan.copy()
+        out[IRREGULAR] = nan.copy()
     else:
         order = np.argsort(codes, kind="stable")  # rows grouped by series, row order kept inside
         c, t = codes[order], ts[order]
@@ -416,10 +472,14 @@ def series_summary(frame: pd.DataFrame) -> pd.DataFrame:
         c2, t2 = codes[by_time], ts[by_time]
         dup = (c2[1:] == c2[:-1]) & (t2[1:] == t2[:-1])
         out[DUPLICATE_TS] = np.bincount(c2[1:][dup], minlength=n).astype(np.int64)
+        flags = _split_flags(frame)
+        part = flags[1][by_time] if flags is not None else np.zeros(len(frame), bool)
+        out[IRREGULAR] = _irregular_ratio(c2, part, t2, n)
 
     flags = _split_flags(frame)
     if flags is None:
-        for key in (TRAIN_POINTS, TEST_POINTS, TRAIN_AFTER_TEST, ANOMALY_RATIO, MISSING_LABELS):
+        for key in (TRAIN_POINTS, TEST_POINTS, TRAIN_AFTER_TEST, ANOMALY_RATIO, MISSING_LABELS, CONSTANT_TRAIN,
+                    TRAIN_ANOMALY_RATIO):
             out[key] = nan.copy()
         return pd.DataFrame(out)
     is_train, is_test = flags
@@ -431,11 +491,18 @@ def series_summary(frame: pd.DataFrame) -> pd.DataFrame:
     late_train = is_train & (rows > first_test[codes])
     out[TRAIN_AFTER_TEST] = np.bincount(codes, weights=late_train, minlength=n).astype(np.int64)
 
+    out[CONSTANT_TRAIN] = _train_constant(frame, codes, is_train, n)
     labels = _labels(frame)
     if labels is None:
         out[ANOMALY_RATIO] = nan.copy()
         out[MISSING_LABELS] = nan.copy()
+        out[TRAIN_ANOMALY_RATIO] = nan.copy()
     else:
+        lab_train = is_train & ~np.isnan(labels)
+        n_lab_train = np.bincount(codes, weights=lab_train, minlength=n)
+        n_anom_train = np.bincount(codes, weights=lab_train & (labels == 1), minlength=n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[TRAIN_ANOMALY_RATIO] = np.where(n_lab_train > 0, n_anom_train / np.maximum(n_lab_train, 1), np.nan)
         labelled = is_test & ~np.isnan(labels)
         n_labelled = np.bincount(codes, weights=labelled, minlength=n)
         n_anomalous = np.bincount(codes, weights=labelled & (labels == 1), minlength=n)
@@ -529,9 +596,11 @@ def _where_series(result: dict[str, Any], column: str, kwargs: dict[str, Any], s
     lo, hi = kwargs.get("min_value"), kwargs.get("max_value")
     bound = f"allowed [{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
     v = summary[column].to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = ~np.isnan(v) & (((v < lo) if lo is not None else False) | ((v > hi) if hi is not None else False))
+    above = (v >= hi if kwargs.get("strict_max") else v > hi) if hi is not None else False
+    bad = ~np.isnan(v) & (((v < lo) if lo is not None else False) | above)
     names = summary[SERIES_COL].tolist()
-    items = [f"{names[i]!r} has {column}={_fmt(v[i] if column == ANOMALY_RATIO else int(v[i]))}"
+    ratios = (ANOMALY_RATIO, IRREGULAR, TRAIN_ANOMALY_RATIO)
+    items = [f"{names[i]!r} has {column}={_fmt(round(float(v[i]), 4) if column in ratios else int(v[i]))}"
              for i in np.flatnonzero(bad)]
     if not items:  # fall back on GX's own listing
         items = [repr(r) for r in result.get("partial_unexpected_index_list") or []]

@@ -176,6 +176,7 @@ def validate_input(frame: pd.DataFrame, channels: list[str], window: int,
         # labels, where present, are not used for scoring: any anomaly ratio may be scored
         min_anomaly_ratio=0.0,
         max_anomaly_ratio=1.0,
+        max_irregular_ratio=validate_cfg.get("max_irregular_ratio", 0.0),
         impute=validate_cfg.get("impute", "none"),
         require_labels=False,
         mode="score",

@@ -78,6 +78,7 @@ def validate(data: dict[str, str], validate_cfg: dict[str, Any], window: int, ch
         window=window,
         max_anomaly_ratio=validate_cfg.get("max_anomaly_ratio", 0.25),
         min_anomaly_ratio=validate_cfg.get("min_anomaly_ratio", 0.0),
+        max_irregular_ratio=validate_cfg.get("max_irregular_ratio", 0.0),
         impute=validate_cfg.get("impute", "none"),
         require_labels=(mode == "train"),
         mode=mode,
