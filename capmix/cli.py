@@ -19,8 +19,17 @@ ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params.yaml to 
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    # the message is printed verbatim: paths and values in it are data, not rich markup
+    console.print("[bold red]error:[/] ", end="")
+    console.print(message, markup=False, highlight=False)
     raise typer.Exit(code=2)
+
+
+def _io_error(exc: OSError) -> str:
+    """A file-system error (disk full, read-only or missing directory) as problem + fix."""
+    where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+    return (f"cannot write{where}: {exc.strerror or exc}. Nothing was replaced: the previous outputs are "
+            "untouched. Fix: free disk space, or choose a writable output directory")
 
 
 def _params(path: Path) -> dict[str, Any]:
@@ -57,7 +66,10 @@ def generate(params: ParamsOpt = Path("params.yaml")) -> None:
         cfg = GeneratorConfig.model_validate(section)
     except ValueError as exc:
         _fail(f"params.yaml generate section: {exc}")
-    generate_dataset(cfg, out)
+    try:
+        generate_dataset(cfg, out)
+    except OSError as exc:
+        _fail(_io_error(exc))
     console.print(f"wrote {out}")
 
 
@@ -109,6 +121,8 @@ def train(
         train_all(p, models, preset)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
+    except OSError as exc:
+        _fail(_io_error(exc))
 
 
 def evaluate_all(p: dict[str, Any], models: Path, out: Path, plots: Path) -> dict[str, float]:
@@ -142,6 +156,8 @@ def evaluate(
         metrics = evaluate_all(p, models, out, plots)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
+    except OSError as exc:
+        _fail(_io_error(exc))
     print_headline(metrics)
 
 
@@ -159,26 +175,64 @@ def print_headline(metrics: dict[str, float]) -> None:
 def score(
     model: Annotated[Path, typer.Option(help="saved model directory")],
     input: Annotated[Path, typer.Option(help="CSV or Parquet of channel columns (same as training)")],
-    out: Annotated[Path, typer.Option(help="output CSV: score and alarm per point")],
+    out: Annotated[Path, typer.Option(help="output: [timestamp,] score, alarm per point (.csv or .parquet)")],
+    chunk_rows: Annotated[int, typer.Option(min=1, help="rows read and scored at a time (bounds memory)")] = 100_000,
+    allow_irregular: Annotated[bool, typer.Option(help="accept timestamps with uneven intervals")] = False,
 ) -> None:
-    """Score new data with a saved model: one score and one 0/1 alarm per point."""
-    import pandas as pd
+    """Score new data with a saved model, streaming the file in chunks: one score and one 0/1 alarm per point.
 
+    One series per file (a ``series`` column, if any, must hold one name); columns ``series``,
+    ``timestamp``, ``split`` and ``label`` are not channels. The output appears only when every row
+    was scored.
+    """
     from capmix.detector import CAPMixDetector, ModelFileError
+    from capmix.stream import score_file
 
     try:
         det = CAPMixDetector.load(model)
-        frame = pd.read_parquet(input) if input.suffix == ".parquet" else pd.read_csv(input)
-        values = frame.select_dtypes("number").drop(columns=["label", "timestamp"], errors="ignore")
-        scores = det.decision_function(values.to_numpy())
-    except (ValueError, FileNotFoundError, ModelFileError) as exc:
+        summary = score_file(det, input, out, chunk_rows=chunk_rows, allow_irregular=allow_irregular)
+    except ModelFileError as exc:
+        _fail(f"{exc}")
+    except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
-    from capmix.pipeline import write_csv
+    except OSError as exc:
+        _fail(_io_error(exc))
+    console.print(f"wrote {out}: {summary['n_alarms']} alarms in {summary['n_points']} points")
 
-    write_csv(
-        [{"score": float(s), "alarm": int(s > det.threshold_)} for s in scores], out
-    )
-    console.print(f"wrote {out}: {int((scores > det.threshold_).sum())} alarms in {len(scores)} points")
+
+@app.command()
+def ingest(
+    input: Annotated[Path, typer.Option(help="raw CSV or Parquet: series?, timestamp?, split, label?, channels")],
+    out: Annotated[Path | None, typer.Option(help="canonical Parquet to write (default: params dataset.path)")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    unlabelled: Annotated[bool, typer.Option(help="the data has no labels (no evaluation possible)")] = False,
+) -> None:
+    """Check a raw table with the Great Expectations suite and write it in the canonical Parquet form.
+
+    Nothing is written unless every expectation holds (the validation report says what failed).
+    """
+    from capmix.config import detector_config
+    from capmix.data import RESERVED_COLUMNS, canonical_columns, from_frame, read_table, write_dataset
+    from capmix.validation import ValidationConfig, validate_frame
+
+    p = _params(params)
+    v = dict(p.get("validate", {}) or {})
+    report_dir = v.pop("out", "reports/validation")
+    target = out or Path((p.get("dataset", {}) or {}).get("path", "data/default/series.parquet"))
+    try:
+        frame = canonical_columns(read_table(input), default_series=input.stem)
+        n_channels = len([c for c in frame.columns if c not in RESERVED_COLUMNS])
+        cfg = ValidationConfig(kind="univariate" if n_channels == 1 else "multivariate",
+                               window=detector_config(p).window, require_labels=not unlabelled, mode="train", **v)
+        report = validate_frame(frame, cfg, report_dir)
+        report.raise_for_failures()
+        series = from_frame(report.frame)
+        write_dataset(series, target, metadata={"source": str(input)})
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(_io_error(exc))
+    console.print(f"ingested {len(series)} series from {input} -> {target}")
 
 
 @app.command()
@@ -248,11 +302,20 @@ def run(params: ParamsOpt = Path("params.yaml")) -> None:
     data_path = Path(p.get("dataset", {}).get("path", "data/default/series.parquet"))
     if not data_path.exists():
         generate(params)
-    train_all(p, Path("models"))
-    metrics = evaluate_all(p, Path("models"), Path("metrics"), Path("plots"))
+    try:
+        train_all(p, Path("models"))
+        metrics = evaluate_all(p, Path("models"), Path("metrics"), Path("plots"))
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(_io_error(exc))
     print_headline(metrics)
     console.print(f"done in {time.perf_counter() - t0:.1f}s")
 
 
 def main() -> None:  # pragma: no cover
     sys.exit(app())
+
+
+if __name__ == "__main__":  # python -m capmix.cli (the console script adds the registry commands)
+    main()

@@ -582,3 +582,60 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"Cannot read {str(path)!r} as Parquet: {exc}. Fix: regenerate the file.") from exc
     raw = (schema.metadata or {}).get(METADATA_KEY)
     return {} if raw is None else json.loads(raw)
+
+
+# ----------------------------------------------------------------------------------------------
+# raw tables (ingestion)
+# ----------------------------------------------------------------------------------------------
+
+
+def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """A raw CSV or Parquet table, with one clear error for a missing, empty or unreadable file.
+
+    The path is opened as a local file only (never a URL, never through a shell).
+    """
+    path = Path(path)
+    _check_file(path)
+    suffix = path.suffix.lower()
+    if path.stat().st_size == 0:
+        raise ValueError(f"{str(path)!r} is empty (0 bytes). Fix: export the data again; a table needs a header "
+                         "row and at least one data row.")
+    try:
+        if suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        elif suffix in (".csv", ".txt"):
+            frame = pd.read_csv(path, low_memory=False)
+        else:
+            raise ValueError(f"{str(path)!r}: unknown format {suffix!r}. Fix: pass a .csv or .parquet file.")
+    except pd.errors.EmptyDataError as exc:
+        raise ValueError(f"{str(path)!r} has no header row. Fix: export the data with a header.") from exc
+    except (pd.errors.ParserError, pa.ArrowInvalid, OSError) as exc:
+        raise ValueError(f"Cannot read {str(path)!r}: {exc}. Fix: re-export the file.") from exc
+    if len(frame) == 0:
+        raise ValueError(f"{str(path)!r} has a header but no rows. Fix: export the data rows too.")
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def canonical_columns(frame: pd.DataFrame, default_series: str) -> pd.DataFrame:
+    """Reserved columns first, filled in where absent (series: ``default_series``), ISO-string times
+    parsed, integral float labels (a CSV label column with blanks) as Int8. Values are never changed
+    or dropped: bad ones are for the validation to report."""
+    df = frame.copy()
+    if SERIES_COL not in df.columns:
+        df[SERIES_COL] = default_series
+    if not df[SERIES_COL].isna().any():
+        df[SERIES_COL] = df[SERIES_COL].astype("str")
+    if TIMESTAMP_COL in df.columns and df[TIMESTAMP_COL].dtype == object:
+        try:
+            ts = pd.to_datetime(df[TIMESTAMP_COL], utc=True, format="ISO8601")
+            df[TIMESTAMP_COL] = ts.dt.tz_localize(None).astype(TIMESTAMP_DTYPE)
+        except (TypeError, ValueError):
+            pass  # left as it is: the timestamp type expectation names it
+    if LABEL_COL in df.columns and pd.api.types.is_float_dtype(df[LABEL_COL]):
+        v = df[LABEL_COL].to_numpy(dtype=np.float64)
+        known = v[np.isfinite(v)]
+        if np.all(known == np.round(known)) and np.all(np.abs(known) < 128) and not np.isinf(v).any():
+            df[LABEL_COL] = df[LABEL_COL].astype("Int8")
+    others = [c for c in df.columns if c not in RESERVED_COLUMNS]
+    return df[[c for c in RESERVED_COLUMNS if c in df.columns] + others]

@@ -98,6 +98,7 @@ def train_series(
     """Fit one detector on the training period of ``series`` and save it under ``models_dir/<name>``."""
     x, y = series.train
     det = CAPMixDetector(cfg).fit(x, y, on_epoch=on_epoch)
+    det.channels_ = series.channels  # saved with the model: scoring checks channels by name
     out = det.save(Path(models_dir) / series.name)
     return TrainedSeries(series.name, out, det)
 

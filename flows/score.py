@@ -80,25 +80,35 @@ def _resolve(uri: str) -> dict[str, str | None]:
 
 @task(name="load-model", retries=2, retry_delay_seconds=2, **IN_MEMORY)
 def load_model(info: dict[str, str | None], default_window: int) -> dict[str, Any]:
-    """The pyfunc bundle (``info`` from :func:`_resolve`), its channels (training order) and its window."""
+    """The bundle (``info`` from :func:`_resolve`), its channels (training order) and its window.
+
+    Loaded without unpickling anything: the version's files are downloaded, the MLmodel file is
+    read as YAML, and every detector is loaded weights-only with its checksums verified
+    (:meth:`CAPMixDetector.load`); MLflow's own pyfunc loader would unpickle ``python_model.pkl``.
+    """
+    from mlflow.models import Model
+
+    from flows.registry import ARTIFACT_KEY, CAPMixBundleModel
+
     uri = info["uri"]
-    model = mlflow.pyfunc.load_model(info["load_uri"])
-    channels = list((model.model_config or {}).get("channels") or [])
+    local = Path(mlflow.artifacts.download_artifacts(info["load_uri"]))
+    meta = Model.load(local)
+    pyfunc = meta.flavors.get("python_function", {})
+    bundle = (pyfunc.get("artifacts") or {}).get(ARTIFACT_KEY, {}).get("path")
+    if bundle is None:
+        raise ValueError(f"{uri} is not a CAPMix bundle (no '{ARTIFACT_KEY}' artifact); pass a CAPMix model URI")
+    channels = list((pyfunc.get("model_config") or {}).get("channels") or [])
     if not channels:  # older bundles: the input signature (series + channels)
-        schema = model.metadata.get_input_schema()
+        schema = meta.get_input_schema()
         channels = [c for c in (schema.input_names() if schema is not None else []) if c not in RESERVED_COLUMNS]
     if not channels:
         raise ValueError(f"{uri}: the model records no channel names (model_config / signature); re-register it")
-    window = default_window
-    try:
-        detectors = model.unwrap_python_model().detectors
-        window = max(d.config.window for d in detectors.values())
-        series = sorted(detectors)
-    except (AttributeError, ValueError):  # not a CAPMixBundleModel
-        series = []
+    model = CAPMixBundleModel.from_dir(local / bundle, channels)
+    window = max(d.config.window for d in model.detectors.values())
+    series = sorted(model.detectors)
     get_run_logger().info("loaded %s (version %s): channels %s, window %d", uri, info["version"], channels, window)
     return {**info, "model": model, "channels": channels, "window": window, "series": series,
-            "run_id": model.metadata.run_id}
+            "run_id": meta.run_id}
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -156,9 +166,9 @@ def read_input(input_path: str, single_series: str | None) -> dict[str, Any]:
     path = Path(input_path)
     if not path.is_file():
         raise FileNotFoundError(f"input {path} not found (a canonical Parquet file or a CSV with a 'series' column)")
-    raw = _read_table(path)
-    if raw.empty:
-        raise ValueError(f"input {path} has no rows")
+    from capmix.data import read_table
+
+    raw = read_table(path)  # one clear error for an empty, header-only or unreadable file
     return {"frame": canonical_frame(raw, single_series), "has_timestamp": TIMESTAMP_COL in raw.columns,
             "digest": file_digest(path), "format": path.suffix.lower().lstrip(".")}
 
@@ -190,7 +200,7 @@ def validate_input(frame: pd.DataFrame, channels: list[str], window: int,
 @task(name="score", **IN_MEMORY)
 def score(model: Any, frame: pd.DataFrame, channels: list[str], has_timestamp: bool) -> pd.DataFrame:
     """Point scores and alarms for every row (aligned with ``frame``)."""
-    pred = model.predict(frame[[SERIES_COL, *channels]])
+    pred = model.predict(None, frame[[SERIES_COL, *channels]])
     out = pd.DataFrame({SERIES_COL: frame[SERIES_COL].astype("str").to_numpy()}, index=frame.index)
     if has_timestamp:
         out[TIMESTAMP_COL] = frame[TIMESTAMP_COL].to_numpy()
@@ -285,8 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = scoring_flow(input_path=args.input, output_path=args.output, params_path=args.params,
                                model_uri=args.model_uri)
-    except DataValidationError as exc:
-        print(exc, file=sys.stderr)
+    except (ValueError, LookupError, FileNotFoundError) as exc:  # DataValidationError, ModelFileError included
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot write {exc.filename or args.output}: {exc.strerror or exc}. Fix: free disk space or "
+              "choose a writable output directory; the previous output is untouched", file=sys.stderr)
         return 2
     print(f"{summary['n_points']} points scored with {summary['model_uri']} (v{summary['model_version']}): "
           f"{summary['n_alarms']} alarms ({summary['alarm_rate']:.2%}) -> {summary['output']}")

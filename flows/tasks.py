@@ -118,6 +118,11 @@ def augment(data: dict[str, str], series: str, cfg: dict[str, Any], work_dir: st
     return {"series": series, "path": str(path), "report": report, "distances": dist}
 
 
+def checkpoint_path(augmented_path: str | Path) -> Path:
+    """The training checkpoint of one series: next to its augmented windows, named after them."""
+    return Path(augmented_path).with_suffix(".ckpt.pt")
+
+
 @task(name="train", cache_policy=CACHED, persist_result=True)
 def train(augmented: dict[str, Any], cfg: dict[str, Any], models_dir: str) -> dict[str, Any]:
     """Train one series' detector from its augmented windows; saved under models_dir/<series>."""
@@ -129,8 +134,13 @@ def train(augmented: dict[str, Any], cfg: dict[str, Any], models_dir: str) -> di
                  e.train_loss, e.val_loss, e.val_auc)
 
     det = CAPMixDetector(DetectorConfig.model_validate(cfg))
-    det.fit_prepared(AugmentedData.load(augmented["path"]), on_epoch=on_epoch)
+    # per-epoch checkpoint beside the augmented windows: a killed run resumes where it stopped
+    ckpt = checkpoint_path(augmented["path"])
+    det.fit_prepared(AugmentedData.load(augmented["path"]), on_epoch=on_epoch, checkpoint=ckpt)
+    if det.resumed_from_epoch_ is not None:
+        log.warning("%s: resumed from checkpoint %s at epoch %d", series, ckpt, det.resumed_from_epoch_)
     out = det.save(Path(models_dir) / series)
+    ckpt.unlink(missing_ok=True)  # the model is saved: the checkpoint has served its purpose
     return {
         "series": series,
         "model_dir": str(out),

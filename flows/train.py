@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from capmix.data import read_dataset  # noqa: E402
 from capmix.pipeline import EvaluateConfig, summarise, write_evaluation, write_json  # noqa: E402
 from capmix.plots import plot_dtw_histogram, plot_training_curves  # noqa: E402
 from flows import tasks  # noqa: E402
+from flows.registry import fail_dead_runs, redact, registry_lock, run_owner_tags  # noqa: E402
 
 HEADLINE = ("validation_rpa_f1", "oracle_rpa_f1", "auc_pr", "auc_roc")
 
@@ -106,83 +108,99 @@ def training_flow(
     out = Path(p.get("flow", {}).get("out_dir", "runs/latest")).resolve()
     models_dir, work_dir, plots_dir = str(out / "models"), str(out / "work"), str(out / "plots")
     metrics_dir = str(out / "metrics")
-    shutil.rmtree(plots_dir, ignore_errors=True)  # only this run's plots go to MLflow
+    # one flow at a time per output directory: a second flow started at once waits here instead of
+    # overwriting the models the first one is about to register
+    with _out_dir_lock(out, log):
+        shutil.rmtree(plots_dir, ignore_errors=True)  # only this run's plots go to MLflow
 
-    data = tasks.ingest(p.get("dataset", {}), p.get("generate", {}))
-    checked = tasks.validate(data, p.get("validate", {}), base_cfg.window)
-    data = {"path": checked["path"], "digest": checked["digest"]}
-    names = [s.name for s in read_dataset(data["path"])]
+        data = tasks.ingest(p.get("dataset", {}), p.get("generate", {}))
+        checked = tasks.validate(data, p.get("validate", {}), base_cfg.window)
+        data = {"path": checked["path"], "digest": checked["digest"]}
+        names = [s.name for s in read_dataset(data["path"])]
 
-    setup_mlflow(p)
-    with mlflow.start_run(run_name=f"train-{time.strftime('%Y%m%d-%H%M%S')}") as run:
-        mlflow.log_params({f"train.{k}": v for k, v in base_cfg.model_dump().items()})
-        mlflow.set_tags({"dataset": p.get("dataset", {}).get("name", "default"), "data.digest": data["digest"]})
+        setup_mlflow(p)
+        client = mlflow.MlflowClient()
+        exp = mlflow.get_experiment_by_name(p.get("mlflow", {}).get("experiment", "capmix"))
+        for dead in fail_dead_runs(client, exp.experiment_id) if exp is not None else []:
+            log.warning("MLflow run %s was left RUNNING by a killed process: marked FAILED", dead)
+        with mlflow.start_run(run_name=f"train-{time.strftime('%Y%m%d-%H%M%S')}") as run:
+            mlflow.log_params({f"train.{k}": v for k, v in base_cfg.model_dump().items()})
+            mlflow.set_tags({"dataset": p.get("dataset", {}).get("name", "default"), "data.digest": data["digest"],
+                             **run_owner_tags()})
 
-        if do_tune:
-            parallel = p.get("flow", {}).get("task_runner", "sequential") != "sequential"
-            best = tune_task(data, base_cfg.model_dump(), tune_params, run.info.run_id, parallel)
-            mlflow.log_artifact(best["plot"], "tuning")
-            mlflow.log_artifact(best["file"], "tuning")
-        from capmix.tuning import read_best_params
+            if do_tune:
+                parallel = p.get("flow", {}).get("task_runner", "sequential") != "sequential"
+                best = tune_task(data, base_cfg.model_dump(), tune_params, run.info.run_id, parallel)
+                mlflow.log_artifact(best["plot"], "tuning")
+                mlflow.log_artifact(best["file"], "tuning")
+            from capmix.tuning import read_best_params
 
-        overrides = read_best_params(tune_params.get("best_params", "tuning/best_params.yaml"))
-        cfg = base_cfg.replace(**overrides) if overrides else base_cfg
-        if overrides:
-            log.info("training with tuned parameters %s", overrides)
-            mlflow.log_params({f"tuned.{k}": str(v) for k, v in overrides.items()})
-        cfg_dict = cfg.model_dump()
+            overrides = read_best_params(tune_params.get("best_params", "tuning/best_params.yaml"))
+            cfg = base_cfg.replace(**overrides) if overrides else base_cfg
+            if overrides:
+                log.info("training with tuned parameters %s", overrides)
+                mlflow.log_params({f"tuned.{k}": str(v) for k, v in overrides.items()})
+            cfg_dict = cfg.model_dump()
 
-        # a cached result is only as good as the files it points to: redo a stage whose outputs are gone
-        aug_missing = any(not tasks.augment_path(work_dir, n, data).exists() for n in names)
-        models_missing = any(not (Path(models_dir) / n / "checksums.json").exists() for n in names)
-        augment_task = tasks.augment.with_options(refresh_cache=(refresh_cache or aug_missing) or None)
-        train_task = tasks.train.with_options(refresh_cache=(refresh_cache or aug_missing or models_missing) or None)
-        fan_out = _fan_out(p)
-        augmented = fan_out(augment_task, [(data, n, cfg_dict, work_dir) for n in names])
-        aug_totals = {k: float(sum(a["report"].get(k, 0) for a in augmented))
-                      for k in ("n_injected", "n_soft", "n_train_windows", "n_val_windows")}
-        mlflow.log_metrics({f"augment.{k}": v for k, v in aug_totals.items()})
-        dists = np.concatenate([np.asarray(a["distances"]) for a in augmented])
-        if dists.size:
-            cutoffs = [a["report"].get("dtw_cutoff", np.nan) for a in augmented]
-            # pooled over series; the cutoff line is the mean of the per-series cutoffs
-            plot_dtw_histogram(dists, float(np.nanmean(cutoffs)), Path(plots_dir) / "dtw_hist.png")
+            # a cached result is only as good as the files it points to: redo a stage whose outputs are gone
+            aug_missing = any(not tasks.augment_path(work_dir, n, data).exists() for n in names)
+            augment_task = tasks.augment.with_options(refresh_cache=(refresh_cache or aug_missing) or None)
+            # per series: a series whose model is missing retrains (resuming from its checkpoint), the
+            # others keep their cached result
+            train_tasks = [tasks.train.with_options(refresh_cache=(
+                refresh_cache or aug_missing or not (Path(models_dir) / n / "checksums.json").exists()) or None)
+                for n in names]
+            fan_out = _fan_out(p)
+            augmented = fan_out(augment_task, [(data, n, cfg_dict, work_dir) for n in names])
+            aug_totals = {k: float(sum(a["report"].get(k, 0) for a in augmented))
+                          for k in ("n_injected", "n_soft", "n_train_windows", "n_val_windows")}
+            mlflow.log_metrics({f"augment.{k}": v for k, v in aug_totals.items()})
+            dists = np.concatenate([np.asarray(a["distances"]) for a in augmented])
+            if dists.size:
+                cutoffs = [a["report"].get("dtw_cutoff", np.nan) for a in augmented]
+                # pooled over series; the cutoff line is the mean of the per-series cutoffs
+                plot_dtw_histogram(dists, float(np.nanmean(cutoffs)), Path(plots_dir) / "dtw_hist.png")
 
-        trained = fan_out(train_task, [(a, cfg_dict, models_dir) for a in augmented])
-        plot_training_curves({t["series"]: t["history"] for t in trained}, Path(plots_dir) / "training_curves.png")
-        plot_for = [names.index(t["series"]) < ecfg.max_plots for t in trained]
-        evaluated = fan_out(tasks.evaluate, [(data, t, ecfg.model_dump(), plots_dir if show else None)
-                                             for t, show in zip(trained, plot_for)])
-        metrics = write_evaluation(
-            [e["result"] for e in evaluated], ecfg, metrics_dir,
-            [e["scores"] for e in evaluated], [e["labels"] for e in evaluated],
-            [e["threshold"] for e in evaluated], plots_dir,
-        )
-        mlflow.log_metrics({k.replace("/", "."): v for k, v in metrics.items() if np.isfinite(v)})
-        for e in evaluated:
-            r = e["result"]
-            mlflow.log_metrics({f"series.{r.series}.{k.replace('/', '.')}": v
-                                for k, v in r.flat().items() if k.endswith("rpa_f1") and np.isfinite(v)})
-        mlflow.log_artifacts(plots_dir, "plots")
-        mlflow.log_artifact(f"{metrics_dir}/metrics.json")
-        mlflow.log_artifact(f"{metrics_dir}/metrics_all.json")
-        mlflow.log_artifact(f"{metrics_dir}/per_series.csv")
+            trained = fan_out(train_tasks, [(a, cfg_dict, models_dir) for a in augmented])
+            plot_training_curves({t["series"]: t["history"] for t in trained}, Path(plots_dir) / "training_curves.png")
+            plot_for = [names.index(t["series"]) < ecfg.max_plots for t in trained]
+            evaluated = fan_out(tasks.evaluate, [(data, t, ecfg.model_dump(), plots_dir if show else None)
+                                                 for t, show in zip(trained, plot_for)])
+            metrics = write_evaluation(
+                [e["result"] for e in evaluated], ecfg, metrics_dir,
+                [e["scores"] for e in evaluated], [e["labels"] for e in evaluated],
+                [e["threshold"] for e in evaluated], plots_dir,
+            )
+            mlflow.log_metrics({k.replace("/", "."): v for k, v in metrics.items() if np.isfinite(v)})
+            for e in evaluated:
+                r = e["result"]
+                mlflow.log_metrics({f"series.{r.series}.{k.replace('/', '.')}": v
+                                    for k, v in r.flat().items() if k.endswith("rpa_f1") and np.isfinite(v)})
+            mlflow.log_artifacts(plots_dir, "plots")
+            mlflow.log_artifact(f"{metrics_dir}/metrics.json")
+            mlflow.log_artifact(f"{metrics_dir}/metrics_all.json")
+            mlflow.log_artifact(f"{metrics_dir}/per_series.csv")
 
-        summary = {"run_id": run.info.run_id, "metrics": {k: metrics.get(k) for k in HEADLINE}}
-        reg = p.get("register", {})
-        metric_key = reg.get("metric", "auc_pr")
-        value = float(metrics.get(metric_key, float("nan")))
-        passed = np.isfinite(value) and value >= float(reg.get("min_metric", 0.0))
-        mlflow.set_tag("evaluation.passed", str(passed))
-        if register and passed:
-            summary.update(_register(p, data, models_dir, metrics, run.info.run_id))
-            summary.update(_promote(p, data, ecfg.model_dump(), metric_key, value, summary["version"]))
-        elif register:
-            log.warning("evaluation gate failed (%s = %s < %s): nothing registered", metric_key, value,
-                        reg.get("min_metric"))
-        summary["seconds"] = round(time.perf_counter() - t0, 1)
-        write_json(summary, out / "flow_summary.json")
-        create_markdown_artifact(_markdown(summary), key="capmix-train-summary")
+            summary = {"run_id": run.info.run_id, "metrics": {k: metrics.get(k) for k in HEADLINE}}
+            reg = p.get("register", {})
+            metric_key = reg.get("metric", "auc_pr")
+            value = float(metrics.get(metric_key, float("nan")))
+            passed = np.isfinite(value) and value >= float(reg.get("min_metric", 0.0))
+            mlflow.set_tag("evaluation.passed", str(passed))
+            if register and passed:
+                # register + promote under the model's registry lock: concurrent flows register one after
+                # the other and each gate compares against the champion of that moment
+                name = reg.get("model_name", "capmix")
+                with registry_lock(mlflow.get_tracking_uri(), name) as lock:
+                    log.info("holding registry lock %s", lock)
+                    summary.update(_register(p, data, models_dir, metrics, run.info.run_id))
+                    summary.update(_promote(p, data, ecfg.model_dump(), metric_key, value, summary["version"]))
+            elif register:
+                log.warning("evaluation gate failed (%s = %s < %s): nothing registered", metric_key, value,
+                            reg.get("min_metric"))
+            summary["seconds"] = round(time.perf_counter() - t0, 1)
+            write_json(summary, out / "flow_summary.json")
+            create_markdown_artifact(_markdown(summary), key="capmix-train-summary")
     return summary
 
 
@@ -214,6 +232,24 @@ def _promote(p, data, ecfg_dict, metric_key, value, version):
     return {"promotion": decision.decision, "reason": decision.reason}
 
 
+@contextmanager
+def _out_dir_lock(out: Path, log: Any):
+    """Exclusive use of a flow output directory (released by the OS if the holder dies)."""
+    from filelock import FileLock, Timeout
+
+    out.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(out / ".flow.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.warning("another training flow is using %s; waiting for it to finish", out)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def _markdown(summary: dict[str, Any]) -> str:
     rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in summary["metrics"].items() if v is not None)
     extra = ""
@@ -229,11 +265,14 @@ def _fan_out(p: dict[str, Any]):
     another in the flow's thread: torch trains ~1.25x slower in a pool thread than in the main
     thread here (bench/bench_flow_overhead.py), and on 2 cores two concurrent fits gain nothing.
     """
+    def per_call(task, calls):  # one task for all calls, or one task per call
+        return task if isinstance(task, list) else [task] * len(calls)
+
     if p.get("flow", {}).get("task_runner", "sequential") == "sequential":
-        return lambda task, calls: [task(*args) for args in calls]
+        return lambda task, calls: [t(*args) for t, args in zip(per_call(task, calls), calls)]
 
     def mapped(task, calls):
-        futures = [task.submit(*args) for args in calls]
+        futures = [t.submit(*args) for t, args in zip(per_call(task, calls), calls)]
         return [f.result() for f in futures]
 
     return mapped
@@ -258,10 +297,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tune", action=argparse.BooleanOptionalAction, default=None)
     ap.add_argument("--no-register", action="store_true")
     args = ap.parse_args(argv)
-    p = load_params(args.params)
-    summary = training_flow.with_options(task_runner=runner_for(p))(
-        params_path=args.params, tune=args.tune, register=not args.no_register
-    )
+    from capmix.detector import ModelFileError
+
+    try:
+        p = load_params(args.params)
+        summary = training_flow.with_options(task_runner=runner_for(p))(
+            params_path=args.params, tune=args.tune, register=not args.no_register
+        )
+    except (ValueError, FileNotFoundError, ModelFileError, TimeoutError) as exc:
+        # bad data, bad params, a broken model: one message and a non-zero exit, no traceback to dig through
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot write {exc.filename or ''}: {exc.strerror or exc}. Fix: free disk space or choose a "
+              "writable flow.out_dir; the previous outputs are untouched", file=sys.stderr)
+        return 2
     print_summary(summary, p)
     return 0
 
@@ -279,7 +329,7 @@ def print_summary(summary: dict[str, Any], p: dict[str, Any]) -> None:
     con.print(table)
     if "version" in summary:
         con.print(f"model [bold]{summary['model_name']}[/] v{summary['version']}: {summary['promotion']} — {summary['reason']}")
-    uri = p.get("mlflow", {}).get("tracking_uri", "sqlite:///mlflow.db")
+    uri = redact(p.get("mlflow", {}).get("tracking_uri", "sqlite:///mlflow.db"))
     con.print(f"done in {summary['seconds']}s. MLflow UI: [bold].venv/bin/mlflow ui --backend-store-uri {uri}[/] "
               "(http://127.0.0.1:5000); Prefect UI: [bold].venv/bin/prefect server start[/] (http://127.0.0.1:4200)")
 
