@@ -145,9 +145,39 @@ def plan(config: BenchmarkConfig, series: dict[str, Sequence[Series]]) -> list[C
     ]
 
 
-def pending(cells: Iterable[Cell], out_dir: str | Path) -> list[Cell]:
-    """Cells whose result file does not exist yet (what a resumed run still has to do)."""
-    return [c for c in cells if not c.path(out_dir).exists()]
+def cell_digest(cell: Cell, params: dict[str, Any], spec: DatasetSpec, max_epochs: int | None) -> str:
+    """Hash of everything that decides a cell's result: a finished cell is reused only if it matches."""
+    import hashlib
+
+    from capmix.methods import method_params
+
+    cfg = _cell_config(params, spec, max_epochs)
+    blob = json.dumps({"cfg": cfg.model_dump(mode="json"), "method": method_params(cell.method, params, spec.preset),
+                       "overrides": dict(cell.overrides), "contamination": cell.contamination,
+                       "ucr_widen": spec.ucr_widen}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _done_digest(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("extra", {}).get("config_digest")
+    except (OSError, ValueError):
+        return None  # unreadable: recompute
+
+
+def pending(cells: Iterable[Cell], out_dir: str | Path, digests: dict[Cell, str] | None = None) -> list[Cell]:
+    """Cells still to run: no result file yet, or (given ``digests``) one computed under other params."""
+    todo = []
+    for c in cells:
+        path = c.path(out_dir)
+        if not path.exists() or (digests is not None and _done_digest(path) != digests[c]):
+            todo.append(c)
+    return todo
+
+
+def _cell_config(params: dict[str, Any], spec: DatasetSpec, max_epochs: int | None):
+    over = {"max_epochs": max_epochs, "min_epochs": min(max_epochs, 5)} if max_epochs else {}
+    return detector_config(params, preset=spec.preset, **over)
 
 
 # ----------------------------------------------------------------------------- one cell
@@ -157,13 +187,12 @@ def run_cell(cell: Cell, series: Series, params: dict[str, Any], spec: DatasetSp
     from capmix.contamination import contaminate
 
     overrides = dict(cell.overrides)
-    capmix_over = {"max_epochs": max_epochs, "min_epochs": min(max_epochs, 5)} if max_epochs else {}
-    cfg = detector_config(params, preset=spec.preset, **capmix_over)
+    cfg = _cell_config(params, spec, max_epochs)
     x_tr, y_tr = series.train
     x_te, y_te = series.test
     if y_te is None:
         raise ValueError(f"{cell.dataset}/{series.name} has no test labels; benchmarks need labelled test data")
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"config_digest": cell_digest(cell, params, spec, max_epochs)}
     if cell.contamination is not None:
         rng = np.random.default_rng([cell.seed, 7919])
         x_tr, y_tr, injected = contaminate(x_tr, y_tr, cell.contamination, rng)

@@ -37,6 +37,7 @@ from capmix.benchmark import (  # noqa: E402
     BenchmarkConfig,
     Cell,
     DatasetSpec,
+    cell_digest,
     load_benchmark_dataset,
     load_cells,
     pending,
@@ -125,7 +126,8 @@ def benchmark_flow(params_path: str = "params.yaml", overrides: dict[str, Any] |
     by_name = {(ds, s.name): s for ds, items in series.items() for s in items}
     cells = scfg.cells(series) if scfg is not None else plan(cfg, series)
     report_name = study or "results"
-    todo = pending(cells, cfg.out_dir)
+    digests = {c: cell_digest(c, p, cfg.datasets[c.dataset], cfg.max_epochs) for c in cells}
+    todo = pending(cells, cfg.out_dir, digests)
     log.info("%d cells planned, %d already done, %d to run", len(cells), len(cells) - len(todo), len(todo))
     threads = 1 if cfg.workers > 1 else None
     args = [(c, by_name[(c.dataset, c.series)], p, cfg.datasets[c.dataset], cfg.out_dir, cfg.max_epochs, threads)
