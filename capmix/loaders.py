@@ -13,9 +13,12 @@ from __future__ import annotations
 import ast
 import json
 import lzma
+import pickle
 import re
+import zipfile
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -514,15 +517,73 @@ ESA_SPLITS = {1: "2007-01-01"}
 ESA_CATEGORIES = ("Anomaly", "Rare Event")
 
 
-def _read_esa_channel(path: Path, name: str) -> pd.Series:
+#: The only globals an ESA channel pickle may name: the constructors pandas/numpy/pyarrow use to
+#: rebuild a DataFrame of numbers or strings with a time index. Anything else (os.system,
+#: builtins.eval, subprocess.Popen, ...) is refused before it is called.
+SAFE_PICKLE_GLOBALS: frozenset[tuple[str, str]] = frozenset({
+    ("pandas", "DataFrame"), ("pandas", "Series"), ("pandas.core.frame", "DataFrame"),
+    ("pandas.core.series", "Series"), ("pandas.core.internals.managers", "BlockManager"),
+    ("pandas.core.internals.managers", "SingleBlockManager"), ("pandas._libs.internals", "_unpickle_block"),
+    ("pandas.core.indexes.base", "_new_Index"), ("pandas.core.indexes.base", "Index"),
+    ("pandas.core.indexes.datetimes", "_new_DatetimeIndex"), ("pandas.core.indexes.datetimes", "DatetimeIndex"),
+    ("pandas.core.indexes.range", "RangeIndex"), ("pandas.arrays", "ArrowStringArray"),
+    ("pandas.arrays", "DatetimeArray"), ("pandas.core.arrays.datetimes", "DatetimeArray"),
+    ("pandas.core.arrays.string_arrow", "ArrowStringArray"), ("pandas.core.arrays.string_", "StringDtype"),
+    ("pandas._libs.arrays", "__pyx_unpickle_NDArrayBacked"), ("pandas._libs.tslibs.timestamps", "_unpickle_timestamp"),
+    ("pandas._libs.tslibs.timezones", "tz_standardize"), ("pandas.core.dtypes.dtypes", "DatetimeTZDtype"),
+    ("pandas._libs.tslibs.offsets", "Second"), ("pandas._libs.tslibs.offsets", "Minute"),
+    ("pandas._libs.tslibs.offsets", "Milli"), ("pandas._libs.tslibs.offsets", "Micro"),
+    ("pandas._libs.tslibs.offsets", "Nano"), ("pandas._libs.tslibs.offsets", "Hour"),
+    ("pandas._libs.tslibs.offsets", "Day"),
+    ("numpy", "dtype"), ("numpy", "ndarray"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
+    ("pyarrow.lib", "_restore_array"), ("pyarrow.lib", "type_for_alias"), ("pyarrow.lib", "py_buffer"),
+    ("builtins", "slice"), ("datetime", "datetime"), ("datetime", "timedelta"), ("_codecs", "encode"),
+    ("collections", "OrderedDict"), ("pandas", "Index"), ("pandas", "DatetimeIndex"), ("pandas", "RangeIndex"),
+    ("pandas.core.arrays.arrow.array", "ArrowExtensionArray"), ("pandas", "StringDtype"),
+})
+
+
+class UnsafePickleError(ValueError):
+    """A pickle names a global outside :data:`SAFE_PICKLE_GLOBALS`."""
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in SAFE_PICKLE_GLOBALS:
+            raise UnsafePickleError(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
+def safe_read_pickle(path: Path) -> Any:
+    """A zip-compressed pandas pickle rebuilt with only :data:`SAFE_PICKLE_GLOBALS` callable."""
+    with zipfile.ZipFile(path) as z:
+        members = [m for m in z.namelist() if not m.endswith("/")]
+        if len(members) != 1:
+            raise ValueError(f"{path}: expected one pickled frame in the zip, found {members}")
+        with z.open(members[0]) as f:
+            try:
+                return _SafeUnpickler(f).load()
+            except UnsafePickleError as exc:
+                raise UnsafePickleError(
+                    f"{path} is a pickle that calls {exc} when loaded, which is not a pandas/numpy data "
+                    "constructor; it was NOT loaded (unpickling can run arbitrary code). Fix: convert the file "
+                    "to CSV (datetime,value), or pass allow_pickle=True to load_esa if you trust its source"
+                ) from None
+
+
+def _read_esa_channel(path: Path, name: str, allow_pickle: bool = False) -> pd.Series:
     """One ESA-ADB channel as a time-indexed float series.
 
     ``.zip``: the official format, a zip-compressed pandas pickle of a DataFrame indexed by time with
-    one column named after the channel (read with ``pd.read_pickle``, so only open files you trust).
+    one column named after the channel. Read by :func:`safe_read_pickle`, which calls only pandas,
+    numpy and pyarrow data constructors; ``allow_pickle=True`` uses ``pd.read_pickle`` (arbitrary
+    code: only for files you trust, e.g. ones pickled by an old pandas whose layout is refused).
     ``.csv``: columns ``datetime,value`` (or time index + one value column).
     """
     if path.suffix == ".zip":
-        frame = pd.read_pickle(path)
+        frame = pd.read_pickle(path) if allow_pickle else safe_read_pickle(path)
         if isinstance(frame, pd.Series):
             frame = frame.to_frame(name)
         col = name if name in frame.columns else frame.columns[0]
@@ -548,8 +609,12 @@ def load_esa(
     resample: str = "30s",
     channels: Sequence[str] | None = None,
     categories: Sequence[str] = ESA_CATEGORIES,
+    allow_pickle: bool = False,
 ) -> list[Series]:
     """ESA-ADB (ESA Anomalies Dataset) mission as one multivariate series on a regular time grid.
+
+    The channel pickles are read safely (see :func:`_read_esa_channel`); ``allow_pickle=True``
+    opts in to full unpickling for trusted files.
 
     Layout (zenodo 10.5281/zenodo.12528696, read as in kplabs-pl/ESA-ADB): ``ESA-Mission<N>/``
     with ``channels/channel_<k>.zip`` (or ``.csv``, see :func:`_read_esa_channel`), ``labels.csv``
@@ -579,7 +644,7 @@ def load_esa(
     unknown = [n for n in names if n not in files]
     if unknown or not names:
         raise DatasetNotFound(f"ESA channel file(s) {unknown or '(none)'} not found in {base / 'channels'}")
-    raw = {n: _read_esa_channel(files[n], n) for n in names}
+    raw = {n: _read_esa_channel(files[n], n, allow_pickle) for n in names}
     rule = pd.Timedelta(resample)
     start = min(s.index[0] for s in raw.values()).floor(rule)
     end = max(s.index[-1] for s in raw.values()).ceil(rule)
