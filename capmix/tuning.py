@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -183,10 +184,23 @@ def _open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
         engine_kwargs["connect_args"] = {"timeout": 60}
     else:
         engine_kwargs["pool_pre_ping"] = True
-    # heartbeats: a trial of a killed worker is marked FAIL instead of staying RUNNING forever
-    with warnings.catch_warnings():  # heartbeat_interval is flagged experimental; it is what we want here
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=60, grace_period=180)
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(6):
+        try:
+            # heartbeats: a trial of a killed worker is marked FAIL instead of staying RUNNING forever
+            with warnings.catch_warnings():  # heartbeat_interval is flagged experimental; it is what we want here
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine_kwargs, heartbeat_interval=60, grace_period=180
+                )
+        except (IntegrityError, ProgrammingError):
+            # two workers creating the schema of a fresh PostgreSQL database at once: one of them
+            # loses the CREATE TYPE/TABLE race; the schema exists now, so opening again succeeds
+            if attempt == 5:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _fingerprint(series: Sequence[Series], cfg: DetectorConfig, search_layers: bool) -> str:
