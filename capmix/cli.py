@@ -21,7 +21,7 @@ ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params.yaml to 
 def _fail(message: str) -> None:
     # the message is printed verbatim: paths and values in it are data, not rich markup
     console.print("[bold red]error:[/] ", end="")
-    console.print(message, markup=False, highlight=False)
+    console.print(message, markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 

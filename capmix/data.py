@@ -626,7 +626,8 @@ def canonical_columns(frame: pd.DataFrame, default_series: str) -> pd.DataFrame:
         df[SERIES_COL] = default_series
     if not df[SERIES_COL].isna().any():
         df[SERIES_COL] = df[SERIES_COL].astype("str")
-    if TIMESTAMP_COL in df.columns and df[TIMESTAMP_COL].dtype == object:
+    if TIMESTAMP_COL in df.columns and not (pd.api.types.is_datetime64_any_dtype(df[TIMESTAMP_COL])
+                                         or pd.api.types.is_numeric_dtype(df[TIMESTAMP_COL])):
         try:
             ts = pd.to_datetime(df[TIMESTAMP_COL], utc=True, format="ISO8601")
             df[TIMESTAMP_COL] = ts.dt.tz_localize(None).astype(TIMESTAMP_DTYPE)

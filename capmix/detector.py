@@ -277,36 +277,36 @@ class CAPMixDetector:
         """Load a saved detector; checksums are verified and no arbitrary object is unpickled."""
         path = Path(path)
         if not path.is_dir():
-            raise ModelFileError(f"model directory {path} does not exist")
+            raise ModelFileError(f"model directory {path} does not exist. Fix: pass the folder written by save() / capmix train")
         missing = [n for n in (*_FILES, "checksums.json") if not (path / n).is_file()]
         if missing:
-            raise ModelFileError(f"model directory {path} is incomplete: missing {missing}; save it again")
+            raise ModelFileError(f"model directory {path} is incomplete: missing {missing}. Fix: save or train it again, or restore it")
         try:
             checksums = json.loads((path / "checksums.json").read_text())
         except json.JSONDecodeError as exc:
-            raise ModelFileError(f"{path}/checksums.json is corrupt: {exc}") from exc
+            raise ModelFileError(f"{path}/checksums.json is corrupt ({exc}). Fix: re-train or restore the model") from exc
         for name in _FILES:
             if checksums.get(name) != _sha256_file(path / name):
                 raise ModelFileError(
-                    f"{path}/{name} does not match its checksum: the model was truncated or modified; "
-                    "re-train or restore it"
+                    f"{path}/{name} does not match its checksum: the model was truncated or modified. "
+                    "Fix: re-train or restore it"
                 )
         # checksums match, yet the files may have been written consistently wrong (another format,
         # an edited checksums.json): every parse error is a ModelFileError naming the file
         try:
             config = DetectorConfig.model_validate_json((path / "config.json").read_text())
         except ValueError as exc:
-            raise ModelFileError(f"{path}/config.json is not a valid CAPMix config ({exc}); re-train or restore it") from exc
+            raise ModelFileError(f"{path}/config.json is not a valid CAPMix config ({exc}). Fix: re-train or restore it") from exc
         if device is not None:
             config = config.replace(device=device)
         try:
             state = json.loads((path / "state.json").read_text())
         except json.JSONDecodeError as exc:
-            raise ModelFileError(f"{path}/state.json is corrupt ({exc}); re-train or restore it") from exc
+            raise ModelFileError(f"{path}/state.json is corrupt ({exc}). Fix: re-train or restore it") from exc
         if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
             version = state.get("format_version") if isinstance(state, dict) else None
-            raise ModelFileError(f"{path} has model format {version}, expected {FORMAT_VERSION}; "
-                                 "re-train it with this version of capmix")
+            raise ModelFileError(f"{path} has model format {version}, expected {FORMAT_VERSION}. "
+                                 "Fix: re-train it with this version of capmix")
         det = cls(config)
         dev = resolve_device(config.device)
         try:
@@ -323,9 +323,9 @@ class CAPMixDetector:
             det.train_digest_ = state["train_digest"]
             det.versions_ = state["versions"]
         except (KeyError, TypeError, ValueError, RuntimeError, pickle.UnpicklingError, EOFError) as exc:
-            raise ModelFileError(f"{path} cannot be loaded ({type(exc).__name__}: {exc}); re-train or restore it") from exc
+            raise ModelFileError(f"{path} cannot be loaded ({type(exc).__name__}: {exc}). Fix: re-train or restore it") from exc
         if det.scaler_.mean_.shape != (det.n_channels_,) or det.scaler_.std_.shape != (det.n_channels_,):
-            raise ModelFileError(f"{path}/state.json: scaler does not match {det.n_channels_} channels; re-train it")
+            raise ModelFileError(f"{path}/state.json: scaler does not match {det.n_channels_} channels. Fix: re-train it")
         if state.get("channels"):
             det.channels_ = tuple(state["channels"])
         det.model_ = model.to(dev).eval()

@@ -74,8 +74,9 @@ def iter_chunks(path: str | os.PathLike[str], chunk_rows: int = DEFAULT_CHUNK_RO
             reader = pd.read_csv(path, chunksize=chunk_rows, low_memory=False)
             seen = False
             for chunk in reader:
-                seen = seen or len(chunk) > 0
-                yield chunk
+                if len(chunk):
+                    seen = True
+                    yield chunk
         except pd.errors.EmptyDataError as exc:
             raise _fail(path, "is empty (no header)", "pass a CSV with a header row and one column per channel") from exc
         except pd.errors.ParserError as exc:
@@ -85,6 +86,11 @@ def iter_chunks(path: str | os.PathLike[str], chunk_rows: int = DEFAULT_CHUNK_RO
     else:
         raise _fail(path, f"unknown format {suffix!r}", f"pass a CSV ({', '.join(CSV_SUFFIXES)}) or Parquet "
                     f"({', '.join(PARQUET_SUFFIXES)}) file")
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars as Python ones, so messages read -1, not np.int64(-1)."""
+    return v.item() if isinstance(v, np.generic) else v
 
 
 # ------------------------------------------------------------------------------------ checking
@@ -112,6 +118,11 @@ class _Checker:
                 raise _fail(self.path, f"lacks channel column(s) {missing}{renamed}; the model was trained on "
                             f"{list(self.expected)}", "pass the training channels under the same names")
             self.channels = list(self.expected)
+            extra = [c for c in data if c not in self.expected]
+            if extra:
+                raise _fail(self.path, f"has {len(data)} channel column(s) {data[:10]} but the model was trained on "
+                            f"{len(self.expected)}: {list(self.expected)} (extra {extra[:10]})",
+                            "drop the extra columns, or retrain on data with these channels")
         else:
             self.channels = data
         if len(self.channels) != self.n_channels:
@@ -129,7 +140,8 @@ class _Checker:
                 bad = np.flatnonzero(num.isna().to_numpy() & col.notna().to_numpy())
                 if bad.size or pd.api.types.is_bool_dtype(col.dtype):
                     i = int(bad[0]) if bad.size else 0
-                    raise _fail(self.path, f"column {c!r} has non-numeric value {col.iloc[i]!r} at row {self.row + i}",
+                    raise _fail(self.path, f"column {c!r} has non-numeric value {_plain(col.iloc[i])!r} at row "
+                                f"{self.row + i}",
                                 "clean the column (numbers only) or drop it if it is not a channel")
                 col = num
             cols.append(col.to_numpy(dtype=np.float64, na_value=np.nan))
@@ -137,7 +149,7 @@ class _Checker:
         bad = ~np.isfinite(x)
         if bad.any():
             r, c = np.argwhere(bad)[0]
-            raise _fail(self.path, f"{int(bad.sum())} NaN/inf value(s) in this chunk, first {x[r, c]!r} in column "
+            raise _fail(self.path, f"{int(bad.sum())} NaN/inf value(s) in this chunk, first {float(x[r, c])!r} in column "
                         f"{self.channels[c]!r} at row {self.row + r}",
                         "impute or drop them first (capmix validate with validate.impute: ffill | interpolate)")
         return x
@@ -159,7 +171,8 @@ class _Checker:
                                  (lab.isna() & chunk[LABEL_COL].notna()).to_numpy())
             if bad.size:
                 i = int(bad[0])
-                raise _fail(self.path, f"column 'label' has value {chunk[LABEL_COL].iloc[i]!r} at row {self.row + i}; "
+                raise _fail(self.path, f"column 'label' has value {_plain(chunk[LABEL_COL].iloc[i])!r} at row "
+                            f"{self.row + i}; "
                             "labels must be 0, 1 or empty", "map anomalies to 1 and normal points to 0, or drop the "
                             "column (labels are not needed to score)")
         # the split column is ignored: every row is scored
@@ -192,8 +205,8 @@ class _Checker:
             if dup.size or dec.size:
                 first = min(dup[0] if dup.size else full.size, dec[0] if dec.size else full.size)
                 kind = "duplicate" if dup.size and first == dup[0] else "decreasing"
-                raise _fail(self.path, f"{kind} timestamp {full[first + 1]} at row {offset + first + 1} (after "
-                            f"{full[first]})", "sort the rows by time and drop duplicate points")
+                raise _fail(self.path, f"{kind} timestamp {_plain(full[first + 1])} at row {offset + first + 1} "
+                            f"(after {_plain(full[first])})", "sort the rows by time and drop duplicate points")
             if self.step is None:
                 self.step = d[0]
             irregular = np.flatnonzero(d != self.step)
@@ -242,8 +255,8 @@ def score_chunks(det: Any, chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]
         yield out
         buf = buf[n * s :]
     if last is None:
-        raise ValueError(f"the series has {n_read} points, fewer than one window ({W}); "
-                         "score at least one full window")
+        raise InputError(f"the series has {n_read} points, fewer than one window ({W}). "
+                         "Fix: score at least one full window of points")
     if buf.shape[0]:
         yield np.full(buf.shape[0], last, dtype=np.float32)
 
