@@ -65,6 +65,7 @@ class BenchmarkConfig(BaseModel):
     root: str = "../shared/datasets"
     out_dir: str = "reports/benchmark"
     workers: int = Field(1, ge=1, description="parallel series (a Dask LocalCluster when > 1)")
+    threads: int = Field(1, ge=1, description="torch threads per worker; 1 + workers = cores is fastest")
     dask_address: str | None = Field(None, description="an existing Dask scheduler, e.g. tcp://host:8786")
     experiment: str = "capmix-benchmark"
 

@@ -1,0 +1,69 @@
+"""``capmix benchmark`` end to end: Prefect flow, resume, report, MLflow parent and child runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from prefect.testing.utilities import prefect_test_harness
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def harness():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def params_file(tmp_path):
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p["mlflow"] = {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "capmix-test"}
+    p["benchmark"].update(
+        datasets={"default": {"preset": "default", "path": str(ROOT / "data/default/series.parquet")}},
+        methods=["random", "iforest"], seeds=[0, 1], subset=2, out_dir=str(tmp_path / "bench"),
+        experiment="capmix-bench-test",
+    )
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(p))
+    return path
+
+
+def test_benchmark_flow_runs_resumes_and_logs_parent_and_child_runs(harness, params_file, tmp_path):
+    from flows.benchmark import run
+
+    out = run(str(params_file))
+    assert out["cells"] == 2 * 2 * 2 and out["ran"] == 8
+    report = Path(out["report"]).read_text()
+    assert "| default | iforest | 2 | 2 |" in report and "| default | random | 2 | 2 |" in report
+    assert Path(out["csv"]).exists()
+
+    again = run(str(params_file))  # every cell is on disk: nothing is recomputed, same report
+    assert again["ran"] == 0
+    assert Path(again["report"]).read_text() == report
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("capmix-bench-test")
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{out['mlflow_run_id']}'")
+    assert sorted(r.data.tags["method"] for r in runs) == ["iforest", "random"]
+    assert all("window.oracle.rpa_f1_eq13.mean" in r.data.metrics for r in runs)
+    parent = client.get_run(out["mlflow_run_id"])
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"results.md", "results.csv"}
+
+
+def test_benchmark_cli_rejects_unknown_methods_and_datasets(params_file):
+    runner = CliRunner()
+    res = runner.invoke(app, ["benchmark", "--methods", "capmix,nope", "--params", str(params_file)])
+    assert res.exit_code == 2 and "unknown method" in res.output
+    res = runner.invoke(app, ["benchmark", "--dataset", "swat", "--params", str(params_file)])
+    assert res.exit_code == 2 and "not in params benchmark.datasets" in res.output
