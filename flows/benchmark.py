@@ -105,11 +105,13 @@ def _log_mlflow(p: dict[str, Any], cfg: BenchmarkConfig, rows: list[dict[str, An
 
 @flow(name="capmix-benchmark", log_prints=True)
 def benchmark_flow(params_path: str = "params.yaml", overrides: dict[str, Any] | None = None,
-                   study: str | None = None, log_to_mlflow: bool = True) -> dict[str, Any]:
+                   study: str | None = None, log_to_mlflow: bool = True, name: str | None = None) -> dict[str, Any]:
     """Run the benchmark (or a study) from params ``benchmark`` with CLI ``overrides``.
 
     ``study``: ``contamination`` (Fig. 5) or ``sensitivity`` (Fig. 8), planned by
     ``capmix.studies`` from params ``studies``; without it the datasets x methods x seeds grid.
+    ``name``: the report's file name (``<out_dir>/<name>.md|csv``), so runs sharing one cell
+    directory keep their own reports.
     """
     from capmix import studies
 
@@ -125,7 +127,7 @@ def benchmark_flow(params_path: str = "params.yaml", overrides: dict[str, Any] |
     series = {ds: load_benchmark_dataset(ds, spec, cfg.root, cfg.subset) for ds, spec in cfg.datasets.items()}
     by_name = {(ds, s.name): s for ds, items in series.items() for s in items}
     cells = scfg.cells(series) if scfg is not None else plan(cfg, series)
-    report_name = study or "results"
+    report_name = name or study or "results"
     digests = {c: cell_digest(c, p, cfg.datasets[c.dataset], cfg.max_epochs) for c in cells}
     todo = pending(cells, cfg.out_dir, digests)
     log.info("%d cells planned, %d already done, %d to run", len(cells), len(cells) - len(todo), len(todo))
@@ -160,10 +162,10 @@ def benchmark_flow(params_path: str = "params.yaml", overrides: dict[str, Any] |
 
 
 def run(params_path: str = "params.yaml", overrides: dict[str, Any] | None = None,
-        study: str | None = None, log_to_mlflow: bool = True) -> dict:
+        study: str | None = None, log_to_mlflow: bool = True, name: str | None = None) -> dict:
     """Run the flow with the task runner the config asks for (Dask when workers > 1)."""
     p = load_params(params_path)
     cfg = BenchmarkConfig.model_validate({**(p.get("benchmark") or {}), **(overrides or {})})
     runner = _runner(cfg)
     f = benchmark_flow.with_options(task_runner=runner) if runner is not None else benchmark_flow
-    return f(params_path=params_path, overrides=overrides, study=study, log_to_mlflow=log_to_mlflow)
+    return f(params_path=params_path, overrides=overrides, study=study, log_to_mlflow=log_to_mlflow, name=name)

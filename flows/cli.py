@@ -68,6 +68,7 @@ def benchmark(
     out_dir: Annotated[str | None, typer.Option(help="where cells and reports go")] = None,
     study: Annotated[str | None, typer.Option(help="contamination (Fig. 5) or sensitivity (Fig. 8)")] = None,
     mlflow_log: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="log parent/child runs")] = True,
+    name: Annotated[str | None, typer.Option(help="report name: <out_dir>/<name>.md|csv (default: results)")] = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Datasets x methods x seeds under both threshold protocols; resumable; Markdown + CSV + MLflow."""
@@ -96,7 +97,7 @@ def benchmark(
     from flows.benchmark import run
 
     try:
-        out = run(str(params), overrides=over, study=study, log_to_mlflow=mlflow_log)
+        out = run(str(params), overrides=over, study=study, log_to_mlflow=mlflow_log, name=name)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     typer.echo(Path(out["report"]).read_text())  # plain stdout: Markdown must not be re-wrapped
