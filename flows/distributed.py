@@ -64,6 +64,10 @@ def trial_shares(n_trials: int, workers: int) -> list[int]:
 def tune_config_dict(data: dict[str, str], tune_params: dict[str, Any]) -> dict[str, Any]:
     """The ``TuneConfig`` fields of params ``tune``; one study per training data digest."""
     t = {k: v for k, v in tune_params.items() if k not in ("enabled", "best_params")}
+    # a deployment's shared study (e.g. PostgreSQL with a password) comes from the environment,
+    # so no credential has to be written into params.yaml
+    if os.environ.get("CAPMIX_TUNE_STORAGE"):
+        t["storage"] = os.environ["CAPMIX_TUNE_STORAGE"]
     # one study per training data: a nightly run on new data starts a fresh search
     t["study_name"] = f"{t.get('study_name', 'capmix')}-{data['digest'][:12]}"
     return t
