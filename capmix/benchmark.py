@@ -286,6 +286,8 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, 
     ``paper``: ``{dataset: {method: rpa_f1_percent}}`` adds the paper's number next to ours.
     """
     cols = [(h, k) for h, k in columns if any(math.isfinite(r.get(f"{k}/mean", float("nan"))) for r in rows)]
+    if paper and not any(r["method"] in paper.get(r["dataset"], {}) for r in rows):
+        paper = None  # no row has a paper number: no empty column
     head = ["dataset", "method", "series", "seeds", *(h for h, _ in cols)]
     if paper:
         head.append("paper RPA-F1")
