@@ -29,7 +29,7 @@ def local_cluster_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
 
     One Dask thread per worker (a worker trains one series at a time) and torch limited to its
     share of the cores, so N workers do not oversubscribe the machine (N x all-core torch pools).
-    No dashboard: nothing is bound beyond the scheduler's loopback port.
+    Scheduler, workers and the diagnostics dashboard listen on 127.0.0.1 only (random ports).
     """
     workers = int(cfg.get("dask_workers") or 2)
     torch_threads = int(cfg.get("dask_torch_threads") or max(1, (os.cpu_count() or 1) // workers))
