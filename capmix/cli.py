@@ -83,17 +83,20 @@ def tuned_params(p: dict[str, Any]) -> dict[str, Any]:
 
 def train_all(p: dict[str, Any], models: Path, preset: str | None = None) -> list[dict[str, Any]]:
     """Train one model per series with a progress bar; returns per-series summaries."""
-    from capmix.config import detector_config
+    from capmix.detectors import detector_name, run_config
     from capmix.pipeline import DatasetConfig, load_series, train_series
 
-    cfg = detector_config(p, preset=preset, **tuned_params(p))
+    # params `detector` picks CAPMix (train + presets) or CoAD (coad + coad_presets)
+    tuned = tuned_params(p) if detector_name(p) == "capmix" else {}
+    cfg = run_config(p, preset=preset, **tuned)
+    epochs = getattr(cfg, "max_epochs", None) or cfg.epochs
     series = load_series(DatasetConfig.model_validate(p.get("dataset", {})))
     summaries, history = [], []
     with _progress() as prog:
         outer = prog.add_task("series", total=len(series), info="")
-        inner = prog.add_task("epochs", total=cfg.max_epochs, info="")
+        inner = prog.add_task("epochs", total=epochs, info="")
         for s in series:
-            prog.reset(inner, total=cfg.max_epochs, info=s.name)
+            prog.reset(inner, total=epochs, info=s.name)
 
             def on_epoch(log, _name=s.name):
                 prog.update(inner, completed=log.epoch, info=f"{_name} val_auc={log.val_auc:.3f}")
@@ -115,7 +118,7 @@ def train(
     models: Annotated[Path, typer.Option(help="output directory, one model per series")] = Path("models"),
     preset: Annotated[str | None, typer.Option(help="override train.preset")] = None,
 ) -> None:
-    """Train one CAPMix detector per series of the configured dataset."""
+    """Train one detector (params ``detector``: capmix | coad) per series of the configured dataset."""
     p = _params(params)
     try:
         train_all(p, models, preset)
@@ -185,11 +188,12 @@ def score(
     ``timestamp``, ``split`` and ``label`` are not channels. The output appears only when every row
     was scored.
     """
-    from capmix.detector import CAPMixDetector, ModelFileError
+    from capmix.detector import ModelFileError
+    from capmix.detectors import load_detector
     from capmix.stream import score_file
 
     try:
-        det = CAPMixDetector.load(model)
+        det = load_detector(model)
         summary = score_file(det, input, out, chunk_rows=chunk_rows, allow_irregular=allow_irregular)
     except ModelFileError as exc:
         _fail(f"{exc}")

@@ -96,3 +96,12 @@ def build_detector(method: str, cfg: DetectorConfig, params: dict[str, Any], see
     kw = method_params(method, params, preset)
     kw.update(overrides or {})
     return METHODS[method][1](cfg, kw, seed)
+
+
+def _coad(cfg: DetectorConfig, kw: dict[str, Any], seed: int):
+    from capmix.coad import build_coad  # torch-heavy: imported only when CoAD is built
+
+    return build_coad(cfg, kw, seed)
+
+
+register_method("coad", "peer", _coad)

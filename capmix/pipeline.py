@@ -21,6 +21,7 @@ from capmix.atomic import atomic_file
 from capmix.config import DetectorConfig
 from capmix.data import Series, read_dataset
 from capmix.detector import CAPMixDetector
+from capmix.detectors import eval_segments, load_detector, make_detector
 from capmix.evaluation import SeriesResult, aggregate, evaluate_series
 from capmix.training import EpochLog
 
@@ -74,7 +75,7 @@ def load_series(cfg: DatasetConfig) -> list[Series]:
 class TrainedSeries:
     series: str
     model_dir: Path
-    detector: CAPMixDetector
+    detector: Any  #: a CAPMixDetector or a CoADDetector (params ``detector``)
 
     def summary(self) -> dict[str, Any]:
         d = self.detector
@@ -85,19 +86,22 @@ class TrainedSeries:
             "best_epoch": d.best_epoch_,
             "epochs": len(d.history_),
             "final_val_auc": last.val_auc if last else None,
-            **{f"aug_{k}": v for k, v in d.augmentation_.items()},
+            **{f"aug_{k}": v for k, v in getattr(d, "augmentation_", {}).items()},
         }
 
 
 def train_series(
     series: Series,
-    cfg: DetectorConfig,
+    cfg: DetectorConfig | Any,
     models_dir: str | Path,
     on_epoch: Callable[[EpochLog], None] | None = None,
 ) -> TrainedSeries:
-    """Fit one detector on the training period of ``series`` and save it under ``models_dir/<name>``."""
+    """Fit one detector on the training period of ``series`` and save it under ``models_dir/<name>``.
+
+    ``cfg`` picks the detector: a ``DetectorConfig`` (CAPMix) or a ``CoADConfig`` (CoAD).
+    """
     x, y = series.train
-    det = CAPMixDetector(cfg).fit(x, y, on_epoch=on_epoch)
+    det = make_detector(cfg).fit(x, y, on_epoch=on_epoch)
     det.channels_ = series.channels  # saved with the model: scoring checks channels by name
     out = det.save(Path(models_dir) / series.name)
     return TrainedSeries(series.name, out, det)
@@ -116,13 +120,14 @@ def evaluate_one(
     if y is None:
         raise ValueError(f"series {series.name} has no test labels; evaluation needs labelled test data")
     scores = detector.decision_function(x)
+    window, stride = eval_segments(detector)  # CoAD is judged on the dataset's CAPMix segments
     res = evaluate_series(
         series.name,
         scores,
         y,
         detector.threshold_,
-        detector.config.window,
-        detector.config.stride,
+        window,
+        stride,
         ucr_widen=cfg.ucr_widen,
     )
     return res, scores
@@ -137,7 +142,7 @@ def evaluate_saved(
     """
     from capmix.plots import plot_series_scores
 
-    det = CAPMixDetector.load(Path(models_dir) / series.name)
+    det = load_detector(Path(models_dir) / series.name)
     res, scores = evaluate_one(det, series, cfg)
     if plots_dir is not None:
         plot_series_scores(

@@ -227,6 +227,11 @@ def score_chunks(det: Any, chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]
     same batches of ``score_batch_size`` windows (counted from the series' first window), so even
     the floating-point reductions inside the network see the same batches.
     """
+    if not hasattr(det, "_score"):
+        # CoAD has no fixed window grid (overlapping windows averaged, a tail window): it scores the
+        # whole series at once, same numbers as decision_function, memory not bounded by chunk_rows
+        yield det.decision_function(np.concatenate(list(chunks))).astype(np.float32)
+        return
     W, s, B = det.config.window, det.config.stride, det.config.score_batch_size
     buf = np.zeros((0, det.n_channels_))  # raw points from the start of the next window to score
     last = None  # score of the last window scored (the tail gets it)

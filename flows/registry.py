@@ -112,7 +112,7 @@ def _detector_dirs(root: Path) -> list[Path]:
     )
 
 
-def load_bundle(models_dir: str | Path, device: str | None = None) -> dict[str, CAPMixDetector]:
+def load_bundle(models_dir: str | Path, device: str | None = None) -> dict[str, Any]:
     """Every detector of a bundle directory, keyed by series name (= subdirectory name)."""
     root = Path(models_dir)
     if not root.is_dir():
@@ -124,7 +124,9 @@ def load_bundle(models_dir: str | Path, device: str | None = None) -> dict[str, 
         raise ValueError(
             f"model bundle {root} holds no saved detectors (no <series>/config.json); train the models first"
         )
-    return {d.name: CAPMixDetector.load(d, device=device) for d in dirs}
+    from capmix.detectors import load_detector  # CAPMix or CoAD, as each model's config.json says
+
+    return {d.name: load_detector(d, device=device) for d in dirs}
 
 
 class CAPMixBundleModel(mlflow.pyfunc.PythonModel):

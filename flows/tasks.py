@@ -150,6 +150,31 @@ def train(augmented: dict[str, Any], cfg: dict[str, Any], models_dir: str) -> di
     }
 
 
+@task(name="train-coad", cache_policy=CACHED, persist_result=True)
+def train_coad(data: dict[str, str], series: str, cfg: dict[str, Any], models_dir: str) -> dict[str, Any]:
+    """Train one series' CoAD detector (params ``detector: coad``): it makes its own pseudo-anomalies
+    per batch, so there is no augment stage; saved under models_dir/<series>."""
+    from capmix.coad import CoADConfig, CoADDetector
+
+    log = get_run_logger()
+    s = next(x for x in read_dataset(data["path"]) if x.name == series)
+
+    def on_epoch(e):
+        log.info("%s epoch %d: train_loss %.4f val_loss %.4f val_auc %.4f", series, e.epoch,
+                 e.train_loss, e.val_loss, e.val_auc)
+
+    det = CoADDetector(CoADConfig.model_validate(cfg)).fit(*s.train, on_epoch=on_epoch)
+    out = det.save(Path(models_dir) / series)
+    return {
+        "series": series,
+        "model_dir": str(out),
+        "threshold": det.threshold_,
+        "best_epoch": det.best_epoch_,
+        "window": det.window_,
+        "history": [e.__dict__ for e in det.history_],
+    }
+
+
 @task(name="evaluate")
 def evaluate(data: dict[str, str], trained: dict[str, Any], eval_cfg: dict[str, Any], plots_dir: str | None):
     """Score one series' test period and compute every metric (both protocols, both granularities)."""

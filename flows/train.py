@@ -25,6 +25,7 @@ from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from capmix.config import detector_config, load_params  # noqa: E402
+from capmix.detectors import detector_name  # noqa: E402
 from capmix.data import read_dataset  # noqa: E402
 from capmix.pipeline import EvaluateConfig, summarise, write_evaluation, write_json  # noqa: E402
 from capmix.plots import plot_dtw_histogram, plot_training_curves  # noqa: E402
@@ -128,6 +129,12 @@ def training_flow(
             mlflow.set_tags({"dataset": p.get("dataset", {}).get("name", "default"), "data.digest": data["digest"],
                              **run_owner_tags()})
 
+            kind = detector_name(p)
+            mlflow.set_tag("detector", kind)
+            if do_tune and kind != "capmix":
+                # the Optuna search is over CAPMix's gamma/alpha; CoAD trains with params `coad` as set
+                log.warning("tuning searches CAPMix's gamma/alpha only: skipped for detector %r", kind)
+                do_tune = False
             if do_tune:
                 parallel = p.get("flow", {}).get("task_runner", "sequential") != "sequential"
                 best = tune_task(data, base_cfg.model_dump(), tune_params, run.info.run_id, parallel)
@@ -142,26 +149,29 @@ def training_flow(
                 mlflow.log_params({f"tuned.{k}": str(v) for k, v in overrides.items()})
             cfg_dict = cfg.model_dump()
 
-            # a cached result is only as good as the files it points to: redo a stage whose outputs are gone
-            aug_missing = any(not tasks.augment_path(work_dir, n, data).exists() for n in names)
-            augment_task = tasks.augment.with_options(refresh_cache=(refresh_cache or aug_missing) or None)
-            # per series: a series whose model is missing retrains (resuming from its checkpoint), the
-            # others keep their cached result
-            train_tasks = [tasks.train.with_options(refresh_cache=(
-                refresh_cache or aug_missing or not (Path(models_dir) / n / "checksums.json").exists()) or None)
-                for n in names]
             fan_out = _fan_out(p)
-            augmented = fan_out(augment_task, [(data, n, cfg_dict, work_dir) for n in names])
-            aug_totals = {k: float(sum(a["report"].get(k, 0) for a in augmented))
-                          for k in ("n_injected", "n_soft", "n_train_windows", "n_val_windows")}
-            mlflow.log_metrics({f"augment.{k}": v for k, v in aug_totals.items()})
-            dists = np.concatenate([np.asarray(a["distances"]) for a in augmented])
-            if dists.size:
-                cutoffs = [a["report"].get("dtw_cutoff", np.nan) for a in augmented]
-                # pooled over series; the cutoff line is the mean of the per-series cutoffs
-                plot_dtw_histogram(dists, float(np.nanmean(cutoffs)), Path(plots_dir) / "dtw_hist.png")
+            if kind == "coad":
+                trained = _train_coad(p, data, names, models_dir, refresh_cache)
+            else:
+                # a cached result is only as good as the files it points to: redo a stage whose outputs are gone
+                aug_missing = any(not tasks.augment_path(work_dir, n, data).exists() for n in names)
+                augment_task = tasks.augment.with_options(refresh_cache=(refresh_cache or aug_missing) or None)
+                # per series: a series whose model is missing retrains (resuming from its checkpoint), the
+                # others keep their cached result
+                train_tasks = [tasks.train.with_options(refresh_cache=(
+                    refresh_cache or aug_missing or not (Path(models_dir) / n / "checksums.json").exists()) or None)
+                    for n in names]
+                augmented = fan_out(augment_task, [(data, n, cfg_dict, work_dir) for n in names])
+                aug_totals = {k: float(sum(a["report"].get(k, 0) for a in augmented))
+                              for k in ("n_injected", "n_soft", "n_train_windows", "n_val_windows")}
+                mlflow.log_metrics({f"augment.{k}": v for k, v in aug_totals.items()})
+                dists = np.concatenate([np.asarray(a["distances"]) for a in augmented])
+                if dists.size:
+                    cutoffs = [a["report"].get("dtw_cutoff", np.nan) for a in augmented]
+                    # pooled over series; the cutoff line is the mean of the per-series cutoffs
+                    plot_dtw_histogram(dists, float(np.nanmean(cutoffs)), Path(plots_dir) / "dtw_hist.png")
 
-            trained = fan_out(train_tasks, [(a, cfg_dict, models_dir) for a in augmented])
+                trained = fan_out(train_tasks, [(a, cfg_dict, models_dir) for a in augmented])
             plot_training_curves({t["series"]: t["history"] for t in trained}, Path(plots_dir) / "training_curves.png")
             plot_for = [names.index(t["series"]) < ecfg.max_plots for t in trained]
             evaluated = fan_out(tasks.evaluate, [(data, t, ecfg.model_dump(), plots_dir if show else None)
@@ -248,6 +258,20 @@ def _out_dir_lock(out: Path, log: Any):
         yield
     finally:
         lock.release()
+
+
+def _train_coad(p: dict[str, Any], data: dict[str, str], names: list[str], models_dir: str,
+                refresh_cache: bool) -> list[dict[str, Any]]:
+    """CoAD per series (params ``detector: coad``): no augment stage, its own config and task."""
+    from capmix.detectors import run_config
+
+    cfg = run_config(p)
+    mlflow.log_params({f"coad.{k}": v for k, v in cfg.model_dump().items()})
+    train_tasks = [tasks.train_coad.with_options(refresh_cache=(
+        refresh_cache or not (Path(models_dir) / n / "checksums.json").exists()) or None) for n in names]
+    trained = _fan_out(p)(train_tasks, [(data, n, cfg.model_dump(), models_dir) for n in names])
+    mlflow.log_metrics({f"coad.window.{t['series']}": t["window"] for t in trained})
+    return trained
 
 
 def _markdown(summary: dict[str, Any]) -> str:
