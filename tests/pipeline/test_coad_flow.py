@@ -1,0 +1,112 @@
+"""The training flow end to end with ``detector: coad`` (params.yaml), on the default data, tiny epochs.
+
+It must train one CoAD model per series (no augment stage), evaluate, register the bundle in MLflow
+and promote it; the registered bundle must load as CoAD detectors and score like them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL_NAME = "coad-flowtest"
+_MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+
+
+@pytest.fixture(scope="module")
+def flow_run(tmp_path_factory):
+    from mlflow.tracking import fluent
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    base = tmp_path_factory.mktemp("coadflow")
+    root = base / "work"
+    root.mkdir()
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p["detector"] = "coad"
+    p["generate"].update(n_series=2, length=3000, n_channels=2, max_anomaly_length=60)
+    p["generate"]["out"] = p["dataset"]["path"] = "data/default/series.parquet"
+    p["dataset"].update(name="default", subset=None)
+    p["train"].update(window=32, stride=8, device="cpu")
+    p["coad"].update(epochs=2, windows_per_epoch=256, hidden=8, layers=1, max_window=64)
+    p["tune"].update(enabled=True, best_params=str(root / "tuning" / "best_params.yaml"),
+                     storage=f"sqlite:///{root}/optuna.db")  # must be skipped with a warning for CoAD
+    p["validate"]["out"] = str(root / "reports" / "validation")
+    uri = f"sqlite:///{base}/mlflow.db"
+    p["mlflow"].update(tracking_uri=uri, experiment="coad-flowtest")
+    p["register"].update(model_name=MODEL_NAME, margin=0.0, min_metric=0.0)
+    p["flow"].update(task_runner="sequential")
+    p.setdefault("shift", {})["enabled"] = False
+    params_path = root / "params.yaml"
+    params_path.write_text(yaml.safe_dump(p, sort_keys=False))
+
+    saved = ({k: os.environ.get(k) for k in _MLFLOW_ENV}, tracking_utils._tracking_uri, registry_utils._registry_uri,
+             fluent._active_experiment_id, list(sys.path))
+    for k in _MLFLOW_ENV:
+        os.environ.pop(k, None)
+    os.environ["CAPMIX_GIT_COMMIT"] = "0" * 40
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    MlflowClient(uri, uri).create_experiment("coad-flowtest", artifact_location=(base / "artifacts").as_uri())
+    old = Path.cwd()
+    os.chdir(root)
+    try:
+        with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: base / "prefect"}):
+            with prefect_test_harness(server_startup_timeout=None):
+                from flows.train import training_flow
+
+                summary = training_flow(params_path=str(params_path))
+        yield root, summary, MlflowClient(uri, uri)
+    finally:
+        os.chdir(old)
+        env, tracking_utils._tracking_uri, registry_utils._registry_uri, fluent._active_experiment_id, path = saved
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        os.environ.pop("CAPMIX_GIT_COMMIT", None)
+        sys.path[:] = path
+
+
+def test_coad_flow_trains_evaluates_and_registers(flow_run):
+    from capmix.coad import CoADDetector
+    from capmix.data import read_dataset
+    from flows.registry import load_bundle
+
+    root, summary, client = flow_run
+    assert all(np.isfinite(v) for v in summary["metrics"].values())
+    run = client.get_run(summary["run_id"])
+    assert run.data.tags["detector"] == "coad"
+    assert "augment.n_injected" not in run.data.metrics  # no CAPMix augment stage ran
+    assert run.data.params["coad.epochs"] == "2"
+    assert not (root / "tuning" / "best_params.yaml").exists()  # tuning is CAPMix-only: skipped
+    # registered and promoted (the first version becomes champion)
+    assert summary["version"] == "1" and summary["promotion"] == "promoted"
+    assert client.get_registered_model(MODEL_NAME).aliases.get("champion") in (1, "1")
+    # the flow's models are CoAD detectors, saved with their kind
+    models = root / "runs" / "latest" / "models"
+    series = read_dataset(root / "data/default/series.parquet")
+    for s in series:
+        assert json.loads((models / s.name / "config.json").read_text())["detector"] == "coad"
+    # the registered bundle loads as CoAD and scores exactly like the saved detectors
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}@champion"))
+    bundle_dir = next(p for p in local.rglob("config.json") if p.parent.name == series[0].name).parent.parent
+    dets = load_bundle(bundle_dir)
+    assert all(isinstance(d, CoADDetector) for d in dets.values())
+    x = series[0].test[0]
+    assert np.array_equal(dets[series[0].name].decision_function(x),
+                          CoADDetector.load(models / series[0].name).decision_function(x))
