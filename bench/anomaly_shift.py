@@ -46,8 +46,12 @@ def summarise(rows: list[dict]) -> dict:
         out[ds] = {
             "n_series": len(rs),
             **{f"mean {k}": float(np.mean([r[k] for r in rs])) for k in keys},
-            "eq10_energy_holds": f"{sum(r['eq10_energy'] for r in rs)}/{len(rs)}",
-            "eq10_mmd_holds": f"{sum(r['eq10_mmd'] for r in rs)}/{len(rs)}",
+            "eq10_energy_holds": f"{sum(bool(r['eq10_energy']) for r in rs)}/{len(rs)}",
+            "eq10_mmd_holds": f"{sum(bool(r['eq10_mmd']) for r in rs)}/{len(rs)}",
+            # closer to real only because closer to the data overall? compare real/normal ratios
+            **{f"mean energy ratio {syn}_real/{syn}_normal": float(np.mean(
+                [r[f"energy/{syn}_real"] / r[f"energy/{syn}_normal"] for r in rs])) for syn in ("cap", "capmix")},
+            "mean n_soft": float(np.mean([r["n_soft"] for r in rs])),
             "capmix_closer_to_normal_energy": f"{sum(r['energy/capmix_normal'] < r['energy/cap_normal'] for r in rs)}/{len(rs)}",
             "seconds_per_series": float(np.mean([r["seconds"] for r in rs])),
         }

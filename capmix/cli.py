@@ -278,9 +278,14 @@ def tune(params: ParamsOpt = Path("params.yaml")) -> None:
     from capmix.pipeline import DatasetConfig, load_series, write_json
     from capmix.tuning import TuneConfig, plot_study, tune as run_tune, write_best_params
 
+    from capmix.detectors import detector_name
+
     p = _params(params)
     t = dict(p.get("tune", {}) or {})
     out = Path(t.pop("best_params", "tuning/best_params.yaml"))
+    if t.get("enabled") and detector_name(p) != "capmix":
+        _fail("tuning searches CAPMix's gamma/alpha only; with `detector: coad` set coad.lr / coad.recon_weight "
+              "in params.yaml by hand, or set tune.enabled: false")
     if not t.get("enabled"):
         # keep the stage's output well-defined: no tuned parameters are applied
         out.parent.mkdir(parents=True, exist_ok=True)

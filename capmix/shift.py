@@ -287,7 +287,9 @@ def plot_shift_umap(result: dict[str, Any], path: str | Path, title: str = "", s
         e = result[f"energy/{syn}_real"]
         m = result[f"mmd/{syn}_real"]
         ax.set_title(f"{label}\nenergy to real {e:.3f}, MMD² to real {m:.4f}", fontsize=10)
-        ax.legend(fontsize=8, loc="best", markerscale=1.5)
+        leg = ax.legend(fontsize=8, loc="best", markerscale=1.5)
+        for h in leg.legend_handles:  # the CAPMix marker's opacity is its first sample's weight
+            h.set_alpha(1.0)
     if title:
         fig.suptitle(title)
     path = Path(path)

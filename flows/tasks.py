@@ -175,6 +175,21 @@ def train_coad(data: dict[str, str], series: str, cfg: dict[str, Any], models_di
     }
 
 
+@task(name="anomaly-shift")
+def anomaly_shift(data: dict[str, str], trained: dict[str, Any], plot_path: str | None) -> dict[str, Any]:
+    """Paper Eq. 10 measured for one series: distances of CAP's and CAPMix's synthetic anomalies to the
+    real test anomalies and to normal windows, in the trained encoder's feature space (capmix.shift)."""
+    from capmix.detectors import load_detector
+    from capmix.shift import anomaly_shift as measure
+    from capmix.shift import numbers, plot_shift_umap
+
+    s = next(x for x in read_dataset(data["path"]) if x.name == trained["series"])
+    r = measure(load_detector(trained["model_dir"]), s, keep_features=plot_path is not None)
+    if plot_path is not None:
+        plot_shift_umap(r, plot_path, title=f"{s.name}: anomaly shift (paper Fig. 7)")
+    return {"series": s.name, "numbers": numbers(r), "plot": plot_path}
+
+
 @task(name="evaluate")
 def evaluate(data: dict[str, str], trained: dict[str, Any], eval_cfg: dict[str, Any], plots_dir: str | None):
     """Score one series' test period and compute every metric (both protocols, both granularities)."""

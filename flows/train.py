@@ -186,6 +186,8 @@ def training_flow(
                 r = e["result"]
                 mlflow.log_metrics({f"series.{r.series}.{k.replace('/', '.')}": v
                                     for k, v in r.flat().items() if k.endswith("rpa_f1") and np.isfinite(v)})
+            if (p.get("shift") or {}).get("enabled"):
+                _log_shift(p, data, trained, kind, out / "shift", log)
             mlflow.log_artifacts(plots_dir, "plots")
             mlflow.log_artifact(f"{metrics_dir}/metrics.json")
             mlflow.log_artifact(f"{metrics_dir}/metrics_all.json")
@@ -272,6 +274,32 @@ def _train_coad(p: dict[str, Any], data: dict[str, str], names: list[str], model
     trained = _fan_out(p)(train_tasks, [(data, n, cfg.model_dump(), models_dir) for n in names])
     mlflow.log_metrics({f"coad.window.{t['series']}": t["window"] for t in trained})
     return trained
+
+
+def _log_shift(p: dict[str, Any], data: dict[str, str], trained: list[dict[str, Any]], kind: str, shift_dir: Path,
+               log: Any) -> None:
+    """Anomaly shift (params ``shift``) of the first series: metrics ``shift.*`` and UMAP PNGs under ``shift/``."""
+    cfg = p.get("shift") or {}
+    if kind != "capmix":
+        log.warning("anomaly shift is measured in CAPMix's TCN feature space: skipped for detector %r", kind)
+        return
+    shutil.rmtree(shift_dir, ignore_errors=True)
+    rows = []
+    for i, t in enumerate(trained[: int(cfg.get("max_series", 2))]):
+        png = str(shift_dir / f"shift_{t['series']}.png") if i < int(cfg.get("plots", 1)) else None
+        try:
+            rows.append(tasks.anomaly_shift(data, t, png))
+        except ValueError as exc:  # e.g. no anomalous test window in this series
+            log.warning("anomaly shift of %s skipped: %s", t["series"], exc)
+    for r in rows:
+        mlflow.log_metrics({f"shift.{r['series']}.{k.replace('/', '.')}": v for k, v in r["numbers"].items()})
+    if rows:
+        keys = [k for k in rows[0]["numbers"] if k.startswith(("energy/", "mmd/"))]
+        mlflow.log_metrics({f"shift.{k.replace('/', '.')}": float(np.mean([r["numbers"][k] for r in rows]))
+                            for k in keys})
+        mlflow.log_metric("shift.eq10_energy_holds", float(np.mean([r["numbers"]["eq10_energy"] for r in rows])))
+        write_json([{"series": r["series"], **r["numbers"]} for r in rows], shift_dir / "shift.json")
+        mlflow.log_artifacts(str(shift_dir), "shift")
 
 
 def _markdown(summary: dict[str, Any]) -> str:

@@ -1,7 +1,8 @@
 """The training flow end to end with ``detector: coad`` (params.yaml), on the default data, tiny epochs.
 
 It must train one CoAD model per series (no augment stage), evaluate, register the bundle in MLflow
-and promote it; the registered bundle must load as CoAD detectors and score like them.
+and promote it; the registered bundle must load as CoAD detectors and score like them. A second run
+(``detector: capmix``, ``shift.enabled``) must log the anomaly-shift numbers to MLflow.
 """
 
 from __future__ import annotations
@@ -69,7 +70,16 @@ def flow_run(tmp_path_factory):
                 from flows.train import training_flow
 
                 summary = training_flow(params_path=str(params_path))
-        yield root, summary, MlflowClient(uri, uri)
+                # CAPMix with the anomaly-shift task, another model name (no CoAD/CAPMix gate mixing)
+                p.update(detector="capmix", shift={"enabled": True, "max_series": 1, "plots": 0})
+                p["train"].update(kernel=4, features=8, max_epochs=2, min_epochs=1, min_patch=6, batch_size=128)
+                p["tune"]["enabled"] = False
+                p["register"]["model_name"] = MODEL_NAME + "-capmix"
+                p["flow"]["out_dir"] = "runs/capmix"
+                capmix_params = root / "params-capmix.yaml"
+                capmix_params.write_text(yaml.safe_dump(p, sort_keys=False))
+                capmix_summary = training_flow(params_path=str(capmix_params))
+        yield root, summary, MlflowClient(uri, uri), capmix_summary
     finally:
         os.chdir(old)
         env, tracking_utils._tracking_uri, registry_utils._registry_uri, fluent._active_experiment_id, path = saved
@@ -87,7 +97,7 @@ def test_coad_flow_trains_evaluates_and_registers(flow_run):
     from capmix.data import read_dataset
     from flows.registry import load_bundle
 
-    root, summary, client = flow_run
+    root, summary, client, _ = flow_run
     assert all(np.isfinite(v) for v in summary["metrics"].values())
     run = client.get_run(summary["run_id"])
     assert run.data.tags["detector"] == "coad"
@@ -110,3 +120,17 @@ def test_coad_flow_trains_evaluates_and_registers(flow_run):
     x = series[0].test[0]
     assert np.array_equal(dets[series[0].name].decision_function(x),
                           CoADDetector.load(models / series[0].name).decision_function(x))
+
+
+def test_capmix_flow_logs_the_anomaly_shift(flow_run):
+    root, _, client, summary = flow_run
+    run = client.get_run(summary["run_id"])
+    assert run.data.tags["detector"] == "capmix"
+    m = run.data.metrics
+    for key in ("shift.energy.cap_real", "shift.energy.capmix_real", "shift.energy.cap_normal",
+                "shift.energy.capmix_normal", "shift.mmd.cap_real", "shift.mmd.capmix_real", "shift.eq10_energy_holds"):
+        assert key in m and np.isfinite(m[key]), key
+    arts = {a.path for a in client.list_artifacts(summary["run_id"], "shift")}
+    assert "shift/shift.json" in arts
+    rows = json.loads((root / "runs" / "capmix" / "shift" / "shift.json").read_text())
+    assert len(rows) == 1 and rows[0]["energy/cap_real"] == pytest.approx(m["shift.energy.cap_real"])
