@@ -78,19 +78,21 @@ def test_two_worker_dask_cluster_gives_the_sequential_metrics(harness, clean_mlf
     assert type(runner).__name__ == "DaskTaskRunner"
     assert runner.cluster_kwargs["n_workers"] == 2
 
+    # same seeds and data; the only difference is float32 reduction order (the flow thread trains with
+    # all cores, a worker with one thread), which moves weights and scores in the 6th digit
     assert seq["metrics"].keys() == dsk["metrics"].keys()
     for k, v in seq["metrics"].items():
         assert np.isfinite(v), k
-        assert dsk["metrics"][k] == pytest.approx(v, rel=1e-6, abs=1e-9), k
+        assert dsk["metrics"][k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
     a = pd.read_csv(tmp_path / "seq" / "metrics" / "per_series.csv")
     b = pd.read_csv(tmp_path / "dask" / "metrics" / "per_series.csv")
     assert len(a) == 3
-    pd.testing.assert_frame_equal(a, b, rtol=1e-6)
+    pd.testing.assert_frame_equal(a, b, rtol=1e-4)
     # the models themselves: same thresholds from the same weights
     for s in a["series"]:
         ta = json.loads((tmp_path / "seq" / "models" / s / "state.json").read_text())["threshold"]
         tb = json.loads((tmp_path / "dask" / "models" / s / "state.json").read_text())["threshold"]
-        assert tb == pytest.approx(ta, rel=1e-6)
+        assert tb == pytest.approx(ta, rel=1e-4)
 
 
 def test_optuna_trials_on_the_dask_cluster_share_one_study(harness, clean_mlflow_env, tmp_path, monkeypatch):
