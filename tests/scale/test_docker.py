@@ -101,6 +101,8 @@ def test_compose_services_health_volumes_ports(compose):
     for name, svc in services.items():
         for port in svc.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+    # one worker serves the schedule: the CPU one can be scaled to 0 where the GPU one runs
+    assert services["worker"]["deploy"]["replicas"] == "${CAPMIX_CPU_WORKERS:-1}"
     # the GPU worker asks for the GPU and uses the CUDA image
     gpu = services["worker-gpu"]
     assert gpu["build"]["dockerfile"] == "docker/Dockerfile.cuda" and gpu["profiles"] == ["gpu"]
