@@ -107,8 +107,19 @@ def test_registry_and_params_build_coad_on_the_capmix_segments():
         run_config(p)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """BiGRU steps on two threads ran ~30x slower than on one when the 2 cores were shared."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.slow
-def test_coad_learns_on_the_default_data():
+def test_coad_learns_on_the_default_data(one_torch_thread):
     """Exactly the main job's data and params (coad section): test-period AUC-ROC well above chance."""
     p = load_params("params.yaml")
     series = generate(GeneratorConfig.model_validate({k: v for k, v in p["generate"].items() if k != "out"}))
