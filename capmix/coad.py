@@ -36,12 +36,8 @@ Choices where METHOD.md section 10 is silent (all configurable in :class:`CoADCo
 from __future__ import annotations
 
 import copy
-import json
 import math
-import os
 import platform
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -53,12 +49,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from capmix import __version__
-from capmix.detector import ModelFileError, NotFittedError, _sha256_file, as_labels, as_series, data_digest
+from capmix.detector import NotFittedError, as_labels, as_series, data_digest
+from capmix.modelfiles import ModelFileError, read_model_dir, write_model_dir
 from capmix.training import _INIT_LOCK, EpochLog, resolve_device
 from capmix.windows import StandardScaler
 
 FORMAT_VERSION = 1
-_FILES = ("config.json", "state.json", "weights.pt")
 #: pseudo-anomaly kinds (METHOD.md section 10), in the order their ids are drawn
 KINDS = ("constant", "uniform", "scale", "jitter", "flip")
 
@@ -485,75 +481,48 @@ class CoADDetector:
 
     # ----------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
-        """Weights + JSON config/state + checksums, atomically. The saved config records the window
-        ``fit`` resolved, so readers of ``config.window`` (the registry, batch scoring) see it."""
+        """Weights + JSON config/state + checksums, atomically (``capmix.modelfiles``). The saved
+        config records the window ``fit`` resolved, so readers of ``config.window`` (the registry,
+        batch scoring) see it."""
         self._check_fitted()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
-            (tmp / "config.json").write_text(self.config.replace(window=self.window_).model_dump_json(indent=2))
-            state = {
-                "format_version": FORMAT_VERSION, "detector": "coad", "n_channels": self.n_channels_,
-                "window": self.window_, "period": self.period_, "rec_scale": self.rec_scale_,
-                "scaler_mean": self.scaler_.mean_.tolist(), "scaler_std": self.scaler_.std_.tolist(),
-                "threshold": self.threshold_, "best_epoch": self.best_epoch_, "train_digest": self.train_digest_,
-                "versions": {"capmix": __version__, "torch": torch.__version__, "numpy": np.__version__,
-                             "python": platform.python_version()},
-            }
-            (tmp / "state.json").write_text(json.dumps(state, indent=2))
-            torch.save({k: v.detach().cpu() for k, v in self.model_.state_dict().items()}, tmp / "weights.pt")
-            (tmp / "checksums.json").write_text(json.dumps({n: _sha256_file(tmp / n) for n in _FILES}, indent=2))
-            if path.exists():
-                old = path.with_name(f".{path.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return path
+        state = {
+            "format_version": FORMAT_VERSION, "detector": "coad", "n_channels": self.n_channels_,
+            "window": self.window_, "period": self.period_, "rec_scale": self.rec_scale_,
+            "scaler_mean": self.scaler_.mean_.tolist(), "scaler_std": self.scaler_.std_.tolist(),
+            "threshold": self.threshold_, "best_epoch": self.best_epoch_, "train_digest": self.train_digest_,
+            "versions": {"capmix": __version__, "torch": torch.__version__, "numpy": np.__version__,
+                         "python": platform.python_version()},
+        }
+        return write_model_dir(path, self.config.replace(window=self.window_).model_dump_json(indent=2), state,
+                               self.model_.state_dict())
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> CoADDetector:
         """Load a saved detector; checksums are verified and only tensors are unpickled."""
-        path = Path(path)
-        if not path.is_dir():
-            raise ModelFileError(f"model directory {path} does not exist")
-        missing = [n for n in (*_FILES, "checksums.json") if not (path / n).is_file()]
-        if missing:
-            raise ModelFileError(f"model directory {path} is incomplete: missing {missing}; save it again")
+        files = read_model_dir(path, "coad", FORMAT_VERSION)
+        path, state = files.path, files.state
         try:
-            checksums = json.loads((path / "checksums.json").read_text())
-        except json.JSONDecodeError as exc:
-            raise ModelFileError(f"{path}/checksums.json is corrupt: {exc}") from exc
-        for name in _FILES:
-            if checksums.get(name) != _sha256_file(path / name):
-                raise ModelFileError(f"{path}/{name} does not match its checksum: the model was truncated or "
-                                     "modified; re-train or restore it")
-        config = CoADConfig.model_validate_json((path / "config.json").read_text())
+            config = CoADConfig.model_validate_json(files.config_json)
+        except ValueError as exc:
+            raise ModelFileError(f"{path}/config.json is not a valid CoAD config ({exc}). Fix: re-train or restore it") from exc
         if device is not None:
             config = config.replace(device=device)
-        state = json.loads((path / "state.json").read_text())
-        if state.get("format_version") != FORMAT_VERSION or state.get("detector") != "coad":
-            raise ModelFileError(f"{path} is not a CoAD model of format {FORMAT_VERSION} "
-                                 f"(detector {state.get('detector')!r}, format {state.get('format_version')})")
         det = cls(config)
         det.device_ = resolve_device(config.device)
-        model = CoADNet(config.patch, config.n_fft, config.hidden, config.layers)
-        model.load_state_dict(torch.load(path / "weights.pt", map_location="cpu", weights_only=True))
+        try:
+            model = CoADNet(config.patch, config.n_fft, config.hidden, config.layers)
+            model.load_state_dict(files.weights)
+            det.window_ = int(state["window"])
+            det.period_ = state["period"]
+            det.rec_scale_ = float(state["rec_scale"])
+            det.n_channels_ = int(state["n_channels"])
+            det.scaler_ = StandardScaler(np.asarray(state["scaler_mean"]), np.asarray(state["scaler_std"]))
+            det.threshold_ = float(state["threshold"])
+            det.best_epoch_ = int(state["best_epoch"])
+            det.train_digest_ = state["train_digest"]
+            det.versions_ = state["versions"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ModelFileError(f"{path} cannot be loaded ({type(exc).__name__}: {exc}). Fix: re-train or restore it") from exc
         det.model_ = model.to(det.device_).eval()
-        det.window_ = int(state["window"])
-        det.period_ = state["period"]
-        det.rec_scale_ = float(state["rec_scale"])
-        det.n_channels_ = int(state["n_channels"])
-        det.scaler_ = StandardScaler(np.asarray(state["scaler_mean"]), np.asarray(state["scaler_std"]))
-        det.threshold_ = float(state["threshold"])
-        det.best_epoch_ = int(state["best_epoch"])
-        det.train_digest_ = state["train_digest"]
-        det.versions_ = state["versions"]
         det.history_ = []
         return det

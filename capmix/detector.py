@@ -7,12 +7,7 @@ ends in ``_``; ``decision_function`` gives one score per point, higher = more an
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import pickle
 import platform
-import shutil
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +19,8 @@ import torch
 from capmix import __version__
 from capmix.config import DetectorConfig
 from capmix.model import TCN, fuse_for_inference
+from capmix.modelfiles import ModelFileError, read_model_dir, write_model_dir
+from capmix.modelfiles import sha256_file as _sha256_file  # noqa: F401  (kept for callers)
 from capmix.training import (
     AugmentedData,
     EpochLog,
@@ -37,15 +34,10 @@ from capmix.windows import StandardScaler, point_scores, sliding_windows
 
 #: 2: TCN blocks stored as 1 x k Conv2d weights (format 1 held Conv1d weights)
 FORMAT_VERSION = 2
-_FILES = ("config.json", "state.json", "weights.pt")
 
 
 class NotFittedError(RuntimeError):
     """The detector was used before ``fit`` or ``load``."""
-
-
-class ModelFileError(ValueError):
-    """A saved model directory is missing files, truncated or tampered with."""
 
 
 def as_series(X: Any, name: str = "X") -> np.ndarray:
@@ -92,12 +84,6 @@ def data_digest(X: np.ndarray, y: np.ndarray | None) -> str:
     return h.hexdigest()
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class CAPMixDetector:
@@ -229,91 +215,44 @@ class CAPMixDetector:
 
     # ----------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
-        """Write weights, config and state to ``path`` atomically (a temp dir, then a rename)."""
+        """Write weights, config and state to ``path`` atomically (``capmix.modelfiles``)."""
         self._check_fitted()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
-            (tmp / "config.json").write_text(self.config.model_dump_json(indent=2))
-            state = {
-                "format_version": FORMAT_VERSION,
-                "n_channels": self.n_channels_,
-                "scaler_mean": self.scaler_.mean_.tolist(),
-                "scaler_std": self.scaler_.std_.tolist(),
-                "threshold": self.threshold_,
-                "best_epoch": self.best_epoch_,
-                "augmentation": self.augmentation_,
-                "train_digest": self.train_digest_,
-                # channel names when known (pipeline.train_series sets them): scoring checks them by name
-                "channels": list(getattr(self, "channels_", None) or []) or None,
-                "versions": {
-                    "capmix": __version__,
-                    "torch": torch.__version__,
-                    "numpy": np.__version__,
-                    "python": platform.python_version(),
-                },
-            }
-            (tmp / "state.json").write_text(json.dumps(state, indent=2))
-            cpu_state = {k: v.detach().cpu() for k, v in self.model_.state_dict().items()}
-            torch.save(cpu_state, tmp / "weights.pt")
-            checksums = {name: _sha256_file(tmp / name) for name in _FILES}
-            (tmp / "checksums.json").write_text(json.dumps(checksums, indent=2))
-            if path.exists():
-                old = path.with_name(f".{path.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return path
+        state = {
+            "format_version": FORMAT_VERSION,
+            "n_channels": self.n_channels_,
+            "scaler_mean": self.scaler_.mean_.tolist(),
+            "scaler_std": self.scaler_.std_.tolist(),
+            "threshold": self.threshold_,
+            "best_epoch": self.best_epoch_,
+            "augmentation": self.augmentation_,
+            "train_digest": self.train_digest_,
+            # channel names when known (pipeline.train_series sets them): scoring checks them by name
+            "channels": list(getattr(self, "channels_", None) or []) or None,
+            "versions": {
+                "capmix": __version__,
+                "torch": torch.__version__,
+                "numpy": np.__version__,
+                "python": platform.python_version(),
+            },
+        }
+        return write_model_dir(path, self.config.model_dump_json(indent=2), state, self.model_.state_dict())
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> CAPMixDetector:
         """Load a saved detector; checksums are verified and no arbitrary object is unpickled."""
-        path = Path(path)
-        if not path.is_dir():
-            raise ModelFileError(f"model directory {path} does not exist. Fix: pass the folder written by save() / capmix train")
-        missing = [n for n in (*_FILES, "checksums.json") if not (path / n).is_file()]
-        if missing:
-            raise ModelFileError(f"model directory {path} is incomplete: missing {missing}. Fix: save or train it again, or restore it")
+        files = read_model_dir(path, "capmix", FORMAT_VERSION)
+        path, state = files.path, files.state
         try:
-            checksums = json.loads((path / "checksums.json").read_text())
-        except json.JSONDecodeError as exc:
-            raise ModelFileError(f"{path}/checksums.json is corrupt ({exc}). Fix: re-train or restore the model") from exc
-        for name in _FILES:
-            if checksums.get(name) != _sha256_file(path / name):
-                raise ModelFileError(
-                    f"{path}/{name} does not match its checksum: the model was truncated or modified. "
-                    "Fix: re-train or restore it"
-                )
-        # checksums match, yet the files may have been written consistently wrong (another format,
-        # an edited checksums.json): every parse error is a ModelFileError naming the file
-        try:
-            config = DetectorConfig.model_validate_json((path / "config.json").read_text())
+            config = DetectorConfig.model_validate_json(files.config_json)
         except ValueError as exc:
             raise ModelFileError(f"{path}/config.json is not a valid CAPMix config ({exc}). Fix: re-train or restore it") from exc
         if device is not None:
             config = config.replace(device=device)
-        try:
-            state = json.loads((path / "state.json").read_text())
-        except json.JSONDecodeError as exc:
-            raise ModelFileError(f"{path}/state.json is corrupt ({exc}). Fix: re-train or restore it") from exc
-        if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
-            version = state.get("format_version") if isinstance(state, dict) else None
-            raise ModelFileError(f"{path} has model format {version}, expected {FORMAT_VERSION}. "
-                                 "Fix: re-train it with this version of capmix")
         det = cls(config)
         dev = resolve_device(config.device)
         try:
             model = TCN(int(state["n_channels"]), config.window, config.kernel, config.features, config.dropout)
-            # weights_only: tensors and plain containers only, never arbitrary pickled objects
-            weights = torch.load(path / "weights.pt", map_location="cpu", weights_only=True)
-            model.load_state_dict(weights)
+            model.load_state_dict(files.weights)
             det.n_channels_ = int(state["n_channels"])
             det.scaler_ = StandardScaler(np.asarray(state["scaler_mean"], dtype=np.float64),
                                          np.asarray(state["scaler_std"], dtype=np.float64))
@@ -322,7 +261,7 @@ class CAPMixDetector:
             det.augmentation_ = state["augmentation"]
             det.train_digest_ = state["train_digest"]
             det.versions_ = state["versions"]
-        except (KeyError, TypeError, ValueError, RuntimeError, pickle.UnpicklingError, EOFError) as exc:
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise ModelFileError(f"{path} cannot be loaded ({type(exc).__name__}: {exc}). Fix: re-train or restore it") from exc
         if det.scaler_.mean_.shape != (det.n_channels_,) or det.scaler_.std_.shape != (det.n_channels_,):
             raise ModelFileError(f"{path}/state.json: scaler does not match {det.n_channels_} channels. Fix: re-train it")
