@@ -208,6 +208,8 @@ def run_cell(cell: Cell, series: Series, params: dict[str, Any], spec: DatasetSp
                           ucr_widen=spec.ucr_widen)
     if hasattr(det, "best_epoch_"):
         extra.update(best_epoch=det.best_epoch_, epochs=len(det.history_))
+    if getattr(det, "augmentation_", None):
+        extra["augmentation"] = det.augmentation_  # e.g. how many injected windows the revision softened
     out = CellResult(cell, res, t1 - t0, t2 - t1, int(x_tr.shape[0]), int(x_te.shape[0]), extra)
     write_text(cell.path(out_dir), out.to_json())
     return out
