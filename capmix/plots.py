@@ -132,7 +132,10 @@ def plot_sensitivity(rows, path: str | Path, title: str, key: str = "window/orac
         for g in sorted({p["gamma"] for p, _ in pts}):
             line = sorted((p["alpha"], v) for p, v in pts if p["gamma"] == g)
             ax.plot([a for a, _ in line], [v for _, v in line], marker="o", label=f"γ={g:g}")
+        alphas = sorted({p["alpha"] for p, _ in pts})
         ax.set_xscale("log")
+        ax.set_xticks(alphas, [f"{a:g}" for a in alphas])
+        ax.minorticks_off()
         ax.set_xlabel("α (mixup Beta parameter)")
         ax.set_ylabel("RPA-F1 (oracle)")
         ax.set_title(ds)

@@ -35,16 +35,25 @@ from flows.registry import fail_dead_runs, redact, registry_lock, run_owner_tags
 HEADLINE = ("validation_rpa_f1", "oracle_rpa_f1", "auc_pr", "auc_roc")
 
 
-#: The user's own setting, read once: mlflow.set_tracking_uri() writes this variable itself, so
-#: reading it later would let the first flow of a process decide the store of every later one.
-_USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+#: The URI this module last handed to mlflow.set_tracking_uri(), which also writes it into
+#: MLFLOW_TRACKING_URI: an environment value equal to it is our own echo, not the user's setting
+#: (otherwise the first flow of a process would decide the store of every later one).
+_LAST_SET_URI: str | None = None
+
+
+def user_tracking_uri() -> str | None:
+    """MLFLOW_TRACKING_URI as the user (or a caller) set it, ignoring what this module wrote."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    return None if env is None or env == _LAST_SET_URI else env
 
 
 def setup_mlflow(p: dict[str, Any]) -> None:
     """Tracking and registry URI from the environment (MLFLOW_TRACKING_URI wins) or params ``mlflow``."""
     cfg = p.get("mlflow", {})
-    uri = _USER_TRACKING_URI or cfg.get("tracking_uri", "sqlite:///mlflow.db")
+    global _LAST_SET_URI
+    uri = user_tracking_uri() or cfg.get("tracking_uri", "sqlite:///mlflow.db")
     mlflow.set_tracking_uri(uri)
+    _LAST_SET_URI = uri
     mlflow.set_registry_uri(uri)
     name = cfg.get("experiment", "capmix")
     location = cfg.get("artifact_location")  # e.g. s3://bucket/mlflow; only used when creating the experiment

@@ -26,10 +26,16 @@ def harness():
 
 @pytest.fixture
 def params_file(tmp_path):
+    from capmix.synthetic import GeneratorConfig, generate_dataset
+
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    # the default data is a DVC output (not in a fresh clone): generate a small copy of it
+    gen = {k: v for k, v in p["generate"].items() if k != "out"}
+    data = generate_dataset(GeneratorConfig.model_validate({**gen, "n_series": 2, "length": 3000}),
+                            tmp_path / "series.parquet")
     p["mlflow"] = {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "capmix-test"}
     p["benchmark"].update(
-        datasets={"default": {"preset": "default", "path": str(ROOT / "data/default/series.parquet")}},
+        datasets={"default": {"preset": "default", "path": str(data)}},
         methods=["random", "iforest"], seeds=[0, 1], subset=2, out_dir=str(tmp_path / "bench"),
         experiment="capmix-bench-test",
     )

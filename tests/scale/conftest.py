@@ -88,10 +88,6 @@ def clean_mlflow_env(monkeypatch):
     old_path = list(sys.path)  # loading a pyfunc prepends its code/ dir
     for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
         monkeypatch.delenv(k, raising=False)
-    import flows.train
-
-    # read once at import; another test's set_tracking_uri may have been in os.environ by then
-    monkeypatch.setattr(flows.train, "_USER_TRACKING_URI", None)
     yield
     mlflow.set_tracking_uri(old_tracking)
     mlflow.set_registry_uri(old_registry)
