@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import copy
 import math
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,9 +47,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from capmix import __version__
 from capmix.detector import NotFittedError, as_labels, as_series, data_digest
-from capmix.modelfiles import ModelFileError, read_model_dir, write_model_dir
+from capmix.modelfiles import ModelFileError, read_model_dir, versions, write_model_dir
 from capmix.training import _INIT_LOCK, EpochLog, resolve_device
 from capmix.windows import StandardScaler
 
@@ -490,8 +488,7 @@ class CoADDetector:
             "window": self.window_, "period": self.period_, "rec_scale": self.rec_scale_,
             "scaler_mean": self.scaler_.mean_.tolist(), "scaler_std": self.scaler_.std_.tolist(),
             "threshold": self.threshold_, "best_epoch": self.best_epoch_, "train_digest": self.train_digest_,
-            "versions": {"capmix": __version__, "torch": torch.__version__, "numpy": np.__version__,
-                         "python": platform.python_version()},
+            "versions": versions(),
         }
         return write_model_dir(path, self.config.replace(window=self.window_).model_dump_json(indent=2), state,
                                self.model_.state_dict())

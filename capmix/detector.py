@@ -7,7 +7,6 @@ ends in ``_``; ``decision_function`` gives one score per point, higher = more an
 from __future__ import annotations
 
 import hashlib
-import platform
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -16,10 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from capmix import __version__
 from capmix.config import DetectorConfig
 from capmix.model import TCN, fuse_for_inference
-from capmix.modelfiles import ModelFileError, read_model_dir, write_model_dir
+from capmix.modelfiles import ModelFileError, read_model_dir, versions, write_model_dir
 from capmix.modelfiles import sha256_file as _sha256_file  # noqa: F401  (kept for callers)
 from capmix.training import (
     AugmentedData,
@@ -228,12 +226,7 @@ class CAPMixDetector:
             "train_digest": self.train_digest_,
             # channel names when known (pipeline.train_series sets them): scoring checks them by name
             "channels": list(getattr(self, "channels_", None) or []) or None,
-            "versions": {
-                "capmix": __version__,
-                "torch": torch.__version__,
-                "numpy": np.__version__,
-                "python": platform.python_version(),
-            },
+            "versions": versions(),
         }
         return write_model_dir(path, self.config.model_dump_json(indent=2), state, self.model_.state_dict())
 

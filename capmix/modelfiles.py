@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
-import shutil
-import tempfile
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+
+from capmix import __version__
+from capmix.atomic import atomic_dir
 
 FILES = ("config.json", "state.json", "weights.pt")
 CHECKSUMS = "checksums.json"
@@ -38,27 +40,19 @@ def sha256_file(path: Path) -> str:
 
 def write_model_dir(path: str | Path, config_json: str, state: dict[str, Any],
                     weights: dict[str, torch.Tensor]) -> Path:
-    """Write a model folder atomically (a temp dir, then a rename; an old folder is replaced)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    """Write a model folder atomically (``capmix.atomic.atomic_dir``)."""
+    with atomic_dir(path) as tmp:
         (tmp / "config.json").write_text(config_json)
         (tmp / "state.json").write_text(json.dumps(state, indent=2))
         torch.save({k: v.detach().cpu() for k, v in weights.items()}, tmp / "weights.pt")
         (tmp / CHECKSUMS).write_text(json.dumps({n: sha256_file(tmp / n) for n in FILES}, indent=2))
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+    return Path(path)
+
+
+def versions() -> dict[str, str]:
+    """Library versions recorded with a saved model (what it was trained with)."""
+    return {"capmix": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
 
 
 @dataclass

@@ -25,8 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -38,7 +36,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from capmix.atomic import atomic_file
+from capmix.atomic import atomic_dir, atomic_file
 from capmix.data import LABEL_COL, RESERVED_COLUMNS, SERIES_COL, SPLIT_COL, SPLIT_TEST, SPLIT_TRAIN, TIMESTAMP_COL
 
 __all__ = [
@@ -716,10 +714,7 @@ def _write_json_atomic(obj: Any, path: Path) -> None:
 
 def _build_docs_atomic(context: Any, target: Path) -> Path:
     """Build GX's static site in a temp folder next to ``target``, then swap it in."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    old = None
-    try:
+    with atomic_dir(target) as tmp:
         site = "capmix_local_site"
         context.add_data_docs_site(
             site_name=site,
@@ -732,18 +727,6 @@ def _build_docs_atomic(context: Any, target: Path) -> Path:
         context.build_data_docs(site_names=[site])
         if not (tmp / "index.html").is_file():
             raise RuntimeError(f"GX built no index.html under {tmp}")
-        os.chmod(tmp, 0o755)  # mkdtemp makes 0700
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}-{time.monotonic_ns()}")
-            os.replace(target, old)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not target.exists():
-            os.replace(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
     return target / "index.html"
 
 
