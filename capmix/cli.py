@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,6 +32,21 @@ def _io_error(exc: OSError) -> str:
     where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
     return (f"cannot write{where}: {exc.strerror or exc}. Nothing was replaced: the previous outputs are "
             "untouched. Fix: free disk space, or choose a writable output directory")
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Errors a user can cause become one message and exit code 2 (no traceback).
+
+    ``FileNotFoundError`` is an ``OSError`` but names a missing input, so it keeps its own message;
+    other ``OSError``s are output problems (disk full, read-only directory).
+    """
+    try:
+        yield
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(_io_error(exc))
 
 
 def _params(path: Path) -> dict[str, Any]:
@@ -120,12 +137,8 @@ def train(
 ) -> None:
     """Train one detector (params ``detector``: capmix | coad) per series of the configured dataset."""
     p = _params(params)
-    try:
+    with _user_errors():
         train_all(p, models, preset)
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        _fail(_io_error(exc))
 
 
 def evaluate_all(p: dict[str, Any], models: Path, out: Path, plots: Path) -> dict[str, float]:
@@ -155,12 +168,8 @@ def evaluate(
 ) -> None:
     """RPA/PA/PW F1 under both threshold protocols, AUCs, per series and aggregated."""
     p = _params(params)
-    try:
+    with _user_errors():
         metrics = evaluate_all(p, models, out, plots)
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        _fail(_io_error(exc))
     print_headline(metrics)
 
 
@@ -188,19 +197,12 @@ def score(
     ``timestamp``, ``split`` and ``label`` are not channels. The output appears only when every row
     was scored.
     """
-    from capmix.detector import ModelFileError
     from capmix.detectors import load_detector
     from capmix.stream import score_file
 
-    try:
+    with _user_errors():
         det = load_detector(model)
         summary = score_file(det, input, out, chunk_rows=chunk_rows, allow_irregular=allow_irregular)
-    except ModelFileError as exc:
-        _fail(f"{exc}")
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        _fail(_io_error(exc))
     console.print(f"wrote {out}: {summary['n_alarms']} alarms in {summary['n_points']} points")
 
 
@@ -223,7 +225,7 @@ def ingest(
     v = dict(p.get("validate", {}) or {})
     report_dir = v.pop("out", "reports/validation")
     target = out or Path((p.get("dataset", {}) or {}).get("path", "data/default/series.parquet"))
-    try:
+    with _user_errors():
         frame = canonical_columns(read_table(input), default_series=input.stem)
         n_channels = len([c for c in frame.columns if c not in RESERVED_COLUMNS])
         cfg = ValidationConfig(kind="univariate" if n_channels == 1 else "multivariate",
@@ -232,10 +234,6 @@ def ingest(
         report.raise_for_failures()
         series = from_frame(report.frame)
         write_dataset(series, target, metadata={"source": str(input)})
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        _fail(_io_error(exc))
     console.print(f"ingested {len(series)} series from {input} -> {target}")
 
 
@@ -254,7 +252,7 @@ def validate(
     p = _params(params)
     v = dict(p.get("validate", {}) or {})
     out = v.pop("out", "reports/validation")
-    try:
+    with _user_errors():
         series = read_dataset(DatasetConfig.model_validate(p.get("dataset", {})).path)
         cfg = ValidationConfig(
             kind="univariate" if series[0].n_channels == 1 else "multivariate",
@@ -266,8 +264,6 @@ def validate(
         )
         report = validate_frame(to_frame(series), cfg, out)
         report.raise_for_failures()
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
     console.print(f"validation passed: {report.json_path} (Data Docs: {report.data_docs_path})")
 
 
@@ -292,14 +288,12 @@ def tune(params: ParamsOpt = Path("params.yaml")) -> None:
         out.write_text("# tuning disabled (params.yaml tune.enabled: false)\nbest_params: {}\n")
         console.print(f"tuning disabled; wrote {out}")
         return
-    try:
+    with _user_errors():
         series = load_series(DatasetConfig.model_validate(p.get("dataset", {})))
         result = run_tune(series, detector_config(p), TuneConfig.model_validate(t))
         write_best_params(result, out)
         plot_study(result, out.with_name("study.png"))
         write_json({"best_value": result.best_value, **result.best_params}, out.with_name("best_metrics.json"))
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
     console.print(f"best {result.best_params} (val AUC {result.best_value:.4f}) -> {out}")
 
 
@@ -311,13 +305,9 @@ def run(params: ParamsOpt = Path("params.yaml")) -> None:
     data_path = Path(p.get("dataset", {}).get("path", "data/default/series.parquet"))
     if not data_path.exists():
         generate(params)
-    try:
+    with _user_errors():
         train_all(p, Path("models"))
         metrics = evaluate_all(p, Path("models"), Path("metrics"), Path("plots"))
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        _fail(_io_error(exc))
     print_headline(metrics)
     console.print(f"done in {time.perf_counter() - t0:.1f}s")
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from capmix.cli import ParamsOpt, _fail, _params, app, console
+from capmix.cli import ParamsOpt, _fail, _params, _user_errors, app, console
 
 def _client(p: dict[str, Any]):
     import os
@@ -85,10 +85,8 @@ def benchmark(
         over["datasets"] = {d: known[d] for d in names}
     if methods:
         over["methods"] = [m.strip() for m in methods.split(",") if m.strip()]
-        try:
+        with _user_errors():
             check_methods(over["methods"])
-        except ValueError as exc:
-            _fail(str(exc))
     if seeds is not None:
         over["seeds"] = list(range(seeds))
     for key, val in (("subset", subset), ("workers", workers), ("max_epochs", max_epochs), ("out_dir", out_dir)):
@@ -96,10 +94,8 @@ def benchmark(
             over[key] = val
     from flows.benchmark import run
 
-    try:
+    with _user_errors():
         out = run(str(params), overrides=over, study=study, log_to_mlflow=mlflow_log, name=name)
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
     typer.echo(Path(out["report"]).read_text())  # plain stdout: Markdown must not be re-wrapped
     console.print(f"{out['ran']} of {out['cells']} cells run in {out['seconds']:.0f}s; report: {out['report']}")
 
