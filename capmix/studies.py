@@ -11,7 +11,6 @@ point, so ``capmix benchmark --study NAME`` runs them through the same flow.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -119,32 +118,12 @@ class SensitivityStudy(_Study):
 STUDIES: dict[str, type[_Study]] = {"contamination": ContaminationStudy, "sensitivity": SensitivityStudy}
 
 
-class _Bound:
-    """A study bound to the benchmark seeds (what the flow calls)."""
-
-    def __init__(self, study: _Study):
-        self.study = study
-        self.title = study.title
-        self._seeds: Sequence[int] = (0,)
-
-    def restrict(self, cfg: BenchmarkConfig) -> BenchmarkConfig:
-        cfg = self.study.restrict(cfg)
-        self._seeds = cfg.seeds
-        return cfg
-
-    def cells(self, series: dict[str, Sequence[Series]]) -> list[Cell]:
-        return self.study.cells(series, self._seeds)
-
-    def plot(self, rows: Sequence[dict[str, Any]], path: Path) -> Path:
-        return self.study.plot(rows, path)
-
-
-def study_config(params: dict[str, Any], name: str) -> _Bound:
+def study_config(params: dict[str, Any], name: str) -> _Study:
     """The named study from params ``studies.<name>`` (defaults where params say nothing)."""
     if name not in STUDIES:
         raise ValueError(f"unknown study {name!r}; choose from {sorted(STUDIES)}")
     section = (params.get("studies") or {}).get(name) or {}
-    return _Bound(STUDIES[name].model_validate(section))
+    return STUDIES[name].model_validate(section)
 
 
 def parse_point(study: str) -> dict[str, float]:
@@ -155,6 +134,3 @@ def parse_point(study: str) -> dict[str, float]:
         out[k] = float(v)
     return out
 
-
-def finite(x: float) -> bool:
-    return x is not None and math.isfinite(x)
