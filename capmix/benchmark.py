@@ -41,6 +41,8 @@ REPORT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("AUC-PR", "window/auc_pr_mean"),
     ("UCR accuracy", "ucr/accuracy"),
     ("UCR RPA-F1", "ucr/rpa_f1_mean"),
+    ("UCR accuracy, best epoch on test", "ucr_best_epoch/accuracy"),
+    ("UCR RPA-F1, best epoch on test", "ucr_best_epoch/rpa_f1_mean"),
 )
 
 
@@ -51,6 +53,9 @@ class DatasetSpec(BaseModel):
     preset: str = "default"
     ucr_widen: int | None = Field(None, ge=0, description="set: also score the UCR protocol")
     path: str | None = Field(None, description="canonical Parquet instead of a real-data loader")
+    best_epoch_on_test: bool = Field(
+        False, description="also score the UCR protocol at the epoch that is best on the test labels "
+        "(the reference code's model selection; needs ucr_widen; CAPMix methods only)")
 
 
 class BenchmarkConfig(BaseModel):
@@ -153,9 +158,11 @@ def cell_digest(cell: Cell, params: dict[str, Any], spec: DatasetSpec, max_epoch
     from capmix.methods import method_params
 
     cfg = _cell_config(params, spec, max_epochs)
-    blob = json.dumps({"cfg": cfg.model_dump(mode="json"), "method": method_params(cell.method, params, spec.preset),
-                       "overrides": dict(cell.overrides), "contamination": cell.contamination,
-                       "ucr_widen": spec.ucr_widen}, sort_keys=True, default=str)
+    what = {"cfg": cfg.model_dump(mode="json"), "method": method_params(cell.method, params, spec.preset),
+            "overrides": dict(cell.overrides), "contamination": cell.contamination, "ucr_widen": spec.ucr_widen}
+    if _tracks_epochs(cell.method, spec):
+        what["best_epoch_on_test"] = True  # only where it changes the result: other cells stay valid
+    blob = json.dumps(what, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -174,6 +181,13 @@ def pending(cells: Iterable[Cell], out_dir: str | Path, digests: dict[Cell, str]
         if not path.exists() or (digests is not None and _done_digest(path) != digests[c]):
             todo.append(c)
     return todo
+
+
+def _tracks_epochs(method: str, spec: DatasetSpec) -> bool:
+    """Does this cell record per-epoch test scores for the best-epoch-on-test UCR protocol?"""
+    from capmix.methods import METHODS
+
+    return spec.best_epoch_on_test and spec.ucr_widen is not None and METHODS[method][0] == "capmix"
 
 
 def _cell_config(params: dict[str, Any], spec: DatasetSpec, max_epochs: int | None):
@@ -199,13 +213,15 @@ def run_cell(cell: Cell, series: Series, params: dict[str, Any], spec: DatasetSp
         x_tr, y_tr, injected = contaminate(x_tr, y_tr, cell.contamination, rng)
         extra["contamination_points"] = int(injected.sum())
     det = build_detector(cell.method, cfg, params, cell.seed, overrides, preset=spec.preset)
+    track = _tracks_epochs(cell.method, spec)
     t0 = time.perf_counter()
-    det.fit(x_tr, y_tr)
+    # the per-epoch test scores are for evaluation only: the fitted model does not depend on them
+    det.fit(x_tr, y_tr, monitor=x_te) if track else det.fit(x_tr, y_tr)
     t1 = time.perf_counter()
     scores = det.decision_function(x_te)
     t2 = time.perf_counter()
     res = evaluate_series(series.name, scores, y_te, det.threshold_, cfg.window, cfg.stride,
-                          ucr_widen=spec.ucr_widen)
+                          ucr_widen=spec.ucr_widen, epoch_window_scores=det.monitor_scores_ if track else None)
     if hasattr(det, "best_epoch_"):
         extra.update(best_epoch=det.best_epoch_, epochs=len(det.history_))
     if getattr(det, "augmentation_", None):

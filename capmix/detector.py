@@ -104,13 +104,16 @@ class CAPMixDetector:
         y: Any | None = None,
         on_epoch: Callable[[EpochLog], None] | None = None,
         checkpoint: str | Path | None = None,
+        monitor: Any | None = None,
     ) -> CAPMixDetector:
         """Train on the training period ``X`` (T, C); ``y`` optional point labels of known anomalies.
 
         ``checkpoint``: a file written after every epoch; a later fit on the same data and config
         resumes from it and ends with exactly the model an uninterrupted fit gives.
+        ``monitor``: a series (T', C) whose window scores are recorded after every epoch in
+        ``monitor_scores_`` (epochs x windows); the fitted model does not depend on it.
         """
-        return self.fit_prepared(self.prepare(X, y), on_epoch=on_epoch, checkpoint=checkpoint)
+        return self.fit_prepared(self.prepare(X, y), on_epoch=on_epoch, checkpoint=checkpoint, monitor=monitor)
 
     def prepare(self, X: Any, y: Any | None = None) -> AugmentedData:
         """Check the input, fit the scaler, window, inject CutAddPaste copies and revise labels.
@@ -149,13 +152,27 @@ class CAPMixDetector:
         data: AugmentedData,
         on_epoch: Callable[[EpochLog], None] | None = None,
         checkpoint: str | Path | None = None,
+        monitor: Any | None = None,
     ) -> CAPMixDetector:
         """Train the network on prepared (augmented, revised) windows; the second half of ``fit``."""
         cfg = self.config
-        result = train_model(data, cfg, on_epoch=on_epoch, checkpoint=checkpoint)
+        scaler = StandardScaler(np.asarray(data.scaler_mean), np.asarray(data.scaler_std))
+        monitor_windows = None
+        if monitor is not None:
+            monitor = as_series(monitor, "monitor")
+            if monitor.shape[1] != data.n_channels or monitor.shape[0] < cfg.window:
+                raise ValueError(
+                    f"monitor has shape {monitor.shape}; it needs the training data's {data.n_channels} "
+                    f"channels and at least one window ({cfg.window} points)"
+                )
+            monitor_windows = sliding_windows(scaler.transform(monitor), cfg.window, cfg.stride)
+        result = train_model(data, cfg, on_epoch=on_epoch, checkpoint=checkpoint, monitor=monitor_windows)
         self.resumed_from_epoch_ = result.resumed_from
-        self.scaler_ = StandardScaler(np.asarray(data.scaler_mean), np.asarray(data.scaler_std))
+        self.scaler_ = scaler
         self.model_ = result.model
+        if monitor_windows is not None:
+            self.monitor_scores_ = np.stack(result.monitor_scores) if result.monitor_scores else \
+                np.zeros((0, monitor_windows.shape[0]), np.float32)
         self.n_channels_ = data.n_channels
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch

@@ -239,6 +239,8 @@ class TrainResult:
     best_epoch: int = 0
     stopped_early: bool = False
     resumed_from: int | None = None  #: first epoch trained after resuming from a checkpoint
+    #: window scores of the ``monitor`` windows after each epoch trained in this call
+    monitor_scores: list[np.ndarray] = field(default_factory=list)
 
 
 def predict_proba(model: TCN, x: np.ndarray | torch.Tensor, batch_size: int, device: torch.device,
@@ -312,8 +314,13 @@ def train_model(
     cfg: DetectorConfig,
     on_epoch: Callable[[EpochLog], None] | None = None,
     checkpoint: str | Path | None = None,
+    monitor: np.ndarray | None = None,
 ) -> TrainResult:
     """Adam + ReduceLROnPlateau (training loss) + early stopping on a validation signal.
+
+    ``monitor``: windows scored after every epoch (``result.monitor_scores``), for studies of
+    how the model evolves (the benchmark's best-epoch-on-test protocol). Scoring draws no
+    random numbers, so the trained model is the same with or without it.
 
     ``checkpoint``: after every epoch the whole training state (weights, optimiser, scheduler,
     gradient scaler, every random generator, early-stopping state and history) is written there
@@ -406,6 +413,8 @@ def train_model(
         log = EpochLog(epoch, train_loss, val_loss, val_auc, opt.param_groups[0]["lr"],
                        time.perf_counter() - t0, t_train, t_net)
         result.history.append(log)
+        if monitor is not None:
+            result.monitor_scores.append(predict_proba(model, monitor, cfg.score_batch_size, device, amp))
         if on_epoch is not None:
             on_epoch(log)
         # lower is better for both signals

@@ -179,3 +179,20 @@ def test_study_plots_are_written(tmp_path):
              "window/oracle/rpa_f1_eq13/mean": g * a} for g in (1.5, 3) for a in (0.1, 0.2)]
     assert SensitivityStudy().plot(rows, tmp_path / "s.png").stat().st_size > 1000
     assert math.isfinite(rows[0]["window/oracle/rpa_f1_eq13/mean"])
+
+
+def test_best_epoch_on_test_is_recorded_for_capmix_cells_only(tmp_path, params):
+    s = _series("a")
+    spec = DatasetSpec(preset="default", ucr_widen=100, best_epoch_on_test=True)
+    plain = DatasetSpec(preset="default", ucr_widen=100)
+    cap = run_cell(Cell("toy", s.name, "cap", 0), s, params, spec, tmp_path, max_epochs=2)
+    assert cap.result.ucr_epoch in (1, 2) and cap.result.ucr_epoch_hit is not None
+    assert CellResult.from_json(Cell("toy", s.name, "cap", 0).path(tmp_path).read_text()).result.ucr_epoch \
+        == cap.result.ucr_epoch
+    base = run_cell(Cell("toy", s.name, "iforest", 0), s, params, spec, tmp_path)
+    assert base.result.ucr_hit is not None and base.result.ucr_epoch_hit is None
+    # the flag changes the digest of the cells it changes, and only those: baseline cells stay valid
+    assert cell_digest(Cell("toy", "a", "iforest", 0), params, spec, None) == \
+        cell_digest(Cell("toy", "a", "iforest", 0), params, plain, None)
+    assert cell_digest(Cell("toy", "a", "cap", 0), params, spec, None) != \
+        cell_digest(Cell("toy", "a", "cap", 0), params, plain, None)

@@ -169,3 +169,30 @@ def test_ucr_errors():
         ucr_protocol(np.zeros(T // S), np.zeros(T, dtype=int), W, S)
     with pytest.raises(ValueError, match="NaN"):
         ucr_protocol(np.full(T // S, np.nan), _labels(), W, S)
+
+
+def test_ucr_best_epoch_picks_the_first_epoch_that_hits():
+    from capmix.evaluation import ucr_best_epoch
+
+    y = _labels()
+    epochs = [_scores_peaking_at(10), _scores_peaking_at(50), _scores_peaking_at(52), _scores_peaking_at(90)]
+    epoch, res = ucr_best_epoch(epochs, y, W, S, widen=100)
+    assert epoch == 2 and res.hit and res.predicted_window == 50 and res.rpa_f1 == 1.0
+    epoch, res = ucr_best_epoch([_scores_peaking_at(10), _scores_peaking_at(90)], y, W, S, widen=100)
+    assert epoch == 1 and not res.hit  # nothing hits: the first epoch is reported
+    with pytest.raises(ValueError, match="empty"):
+        ucr_best_epoch([], y, W, S, widen=100)
+
+
+def test_evaluate_series_adds_the_best_epoch_protocol_only_when_given_epoch_scores():
+    from capmix.evaluation import aggregate, evaluate_series
+
+    y = _labels()
+    final = np.repeat(_scores_peaking_at(10), S)  # the final model misses
+    plain = evaluate_series("s", final, y, 0.5, W, S, ucr_widen=100)
+    assert plain.ucr_hit is False and plain.ucr_epoch_hit is None and "ucr_best_epoch/hit" not in plain.flat()
+    both = evaluate_series("s", final, y, 0.5, W, S, ucr_widen=100,
+                           epoch_window_scores=np.stack([_scores_peaking_at(10), _scores_peaking_at(50)]))
+    assert both.ucr_hit is False and both.ucr_epoch_hit is True and both.ucr_epoch == 2
+    agg = aggregate([plain, both])
+    assert agg["ucr/accuracy"] == 0.0 and agg["ucr_best_epoch/accuracy"] == 1.0  # only series that have it

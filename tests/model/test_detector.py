@@ -53,6 +53,20 @@ def test_same_seed_identical_scores():
     np.testing.assert_array_equal(a, b)
 
 
+def test_monitor_records_every_epoch_without_changing_the_model():
+    x, later = _series(), _series(n=1000, seed=5)
+    plain = CAPMixDetector(**FAST, seed=3).fit(x)
+    watched = CAPMixDetector(**FAST, seed=3).fit(x, monitor=later)
+    n_windows = (1000 - FAST["window"]) // FAST["stride"] + 1
+    assert watched.monitor_scores_.shape == (len(watched.history_), n_windows)
+    np.testing.assert_array_equal(plain.decision_function(later), watched.decision_function(later))
+    # the best epoch's recorded scores are the final model's window scores
+    np.testing.assert_allclose(watched.monitor_scores_[watched.best_epoch_ - 1], watched.score_windows(later),
+                               rtol=1e-4, atol=1e-6)  # the scorer folds BatchNorm: float32 rounding
+    with pytest.raises(ValueError, match="monitor has shape"):
+        CAPMixDetector(**FAST).fit(x, monitor=_series(n=1000, c=2))
+
+
 def test_save_load_identical(fitted, tmp_path):
     x = _series(c=2, seed=3)
     fitted.save(tmp_path / "m")
