@@ -143,3 +143,31 @@ def plot_sensitivity(rows, path: str | Path, title: str, key: str = "window/orac
         ax.legend(fontsize=8)
     fig.suptitle(title)
     return _save(fig, path)
+
+
+def plot_ucr_accuracy(rows, path: str | Path, paper: dict[str, float] | None = None) -> Path:
+    """UCR-protocol accuracy per method: the final model, the best epoch on test, the paper's number.
+
+    ``rows`` are benchmark summary rows of the UCR dataset; ``paper`` maps method -> the paper's
+    UCR RPA-F1 in % (one prediction per series, so it reads as an accuracy).
+    """
+    rows = [r for r in rows if np.isfinite(r.get("ucr/accuracy/mean", np.nan))]
+    rows = sorted(rows, key=lambda r: r["ucr/accuracy/mean"])
+    y = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.4), layout="constrained")
+    ax.barh(y, [100 * r["ucr/accuracy/mean"] for r in rows], height=0.6, color="tab:blue",
+            label="final model (early stopping on training-period validation)")
+    best = [100 * r.get("ucr_best_epoch/accuracy/mean", np.nan) for r in rows]
+    if np.isfinite(best).any():
+        ax.scatter(best, y, marker="D", color="tab:orange", zorder=3,
+                   label="epoch chosen on test labels (reference code)")
+    if paper:
+        pv = [paper.get(r["method"], np.nan) for r in rows]
+        if np.isfinite(pv).any():
+            ax.scatter(pv, y, marker="|", s=300, color="black", zorder=3, label="paper (Table III/IV)")
+    ax.set_yticks(y, [f"{r['method']} ({r['n_series']})" for r in rows])
+    ax.set_xlabel("UCR accuracy, % of series (top window within ±100 points of the anomaly)")
+    ax.set_xlim(0, 100)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)

@@ -196,3 +196,14 @@ def test_best_epoch_on_test_is_recorded_for_capmix_cells_only(tmp_path, params):
         cell_digest(Cell("toy", "a", "iforest", 0), params, plain, None)
     assert cell_digest(Cell("toy", "a", "cap", 0), params, spec, None) != \
         cell_digest(Cell("toy", "a", "cap", 0), params, plain, None)
+
+
+def test_ucr_accuracy_plot_is_written(tmp_path):
+    from capmix.plots import plot_ucr_accuracy
+
+    rows = [{"dataset": "ucr", "method": "capmix", "n_series": 3, "ucr/accuracy/mean": 0.4,
+             "ucr_best_epoch/accuracy/mean": 0.6},
+            {"dataset": "ucr", "method": "ocsvm", "n_series": 3, "ucr/accuracy/mean": 0.3},
+            {"dataset": "ucr", "method": "x", "n_series": 3}]  # no UCR numbers: left out
+    p = plot_ucr_accuracy(rows, tmp_path / "u.png", paper={"capmix": 71.89})
+    assert p.stat().st_size > 1000

@@ -73,3 +73,22 @@ def test_benchmark_cli_rejects_unknown_methods_and_datasets(params_file):
     assert res.exit_code == 2 and "unknown method" in res.output
     res = runner.invoke(app, ["benchmark", "--dataset", "swat", "--params", str(params_file)])
     assert res.exit_code == 2 and "not in params benchmark.datasets" in res.output
+
+
+def test_benchmark_flow_scores_the_ucr_protocol_and_draws_its_figure(harness, params_file, tmp_path):
+    """A dataset with ``ucr_widen`` gets the UCR columns, the best-epoch-on-test columns for CAPMix
+    methods, and a ``<name>_<dataset>_ucr.png`` bar chart next to the report."""
+    from flows.benchmark import run
+
+    p = yaml.safe_load(params_file.read_text())
+    data = p["benchmark"]["datasets"]["default"]["path"]
+    out = run(str(params_file), overrides={
+        "datasets": {"toy": {"path": data, "ucr_widen": 100, "best_epoch_on_test": True}},
+        "methods": ["cap", "random"], "seeds": [0], "subset": 1, "max_epochs": 2}, log_to_mlflow=False, name="u")
+    report = Path(out["report"]).read_text()
+    assert "UCR accuracy, best epoch on test" in report
+    cap = next(r for r in out["rows"] if r["method"] == "cap")
+    rnd = next(r for r in out["rows"] if r["method"] == "random")
+    assert 0.0 <= cap["ucr_best_epoch/accuracy/mean"] <= 1.0 and 0.0 <= cap["ucr/accuracy/mean"] <= 1.0
+    assert "ucr_best_epoch/accuracy/mean" not in rnd  # no epochs: no such column
+    assert (tmp_path / "bench" / "u_toy_ucr.png").stat().st_size > 1000
