@@ -29,7 +29,7 @@ from capmix.atomic import write_text
 from capmix.config import detector_config
 from capmix.data import Series
 from capmix.evaluation import SeriesResult, aggregate, evaluate_series
-from capmix.methods import build_detector, check_methods
+from capmix.methods import METHODS, build_detector, check_methods, method_params
 
 #: Columns of the Markdown report: (header, aggregate key). Window granularity is the paper's.
 REPORT_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -155,8 +155,6 @@ def cell_digest(cell: Cell, params: dict[str, Any], spec: DatasetSpec, max_epoch
     """Hash of everything that decides a cell's result: a finished cell is reused only if it matches."""
     import hashlib
 
-    from capmix.methods import method_params
-
     cfg = _cell_config(params, spec, max_epochs)
     what = {"cfg": cfg.model_dump(mode="json"), "method": method_params(cell.method, params, spec.preset),
             "overrides": dict(cell.overrides), "contamination": cell.contamination, "ucr_widen": spec.ucr_widen}
@@ -185,8 +183,6 @@ def pending(cells: Iterable[Cell], out_dir: str | Path, digests: dict[Cell, str]
 
 def _tracks_epochs(method: str, spec: DatasetSpec) -> bool:
     """Does this cell record per-epoch test scores for the best-epoch-on-test UCR protocol?"""
-    from capmix.methods import METHODS
-
     return spec.best_epoch_on_test and spec.ucr_widen is not None and METHODS[method][0] == "capmix"
 
 
@@ -216,7 +212,7 @@ def run_cell(cell: Cell, series: Series, params: dict[str, Any], spec: DatasetSp
     track = _tracks_epochs(cell.method, spec)
     t0 = time.perf_counter()
     # the per-epoch test scores are for evaluation only: the fitted model does not depend on them
-    det.fit(x_tr, y_tr, monitor=x_te) if track else det.fit(x_tr, y_tr)
+    det.fit(x_tr, y_tr, **({"monitor": x_te} if track else {}))
     t1 = time.perf_counter()
     scores = det.decision_function(x_te)
     t2 = time.perf_counter()

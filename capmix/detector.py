@@ -84,6 +84,23 @@ def data_digest(X: np.ndarray, y: np.ndarray | None) -> str:
 
 
 
+def _input_windows(X: Any, scaler: StandardScaler, n_channels: int, cfg: DetectorConfig,
+                   name: str = "X") -> tuple[np.ndarray, int]:
+    """Check data to score against the training channels and window length; standardise and window it."""
+    X = as_series(X, name)
+    if X.shape[1] != n_channels:
+        raise ValueError(
+            f"{name} has {X.shape[1]} channels but the model was trained on {n_channels}; "
+            "score data with the same channels, in the same order, as the training data"
+        )
+    if X.shape[0] < cfg.window:
+        raise ValueError(
+            f"{name} has {X.shape[0]} points, fewer than one window ({cfg.window}); "
+            "score at least one full window"
+        )
+    return sliding_windows(scaler.transform(X), cfg.window, cfg.stride), X.shape[0]
+
+
 class CAPMixDetector:
     """CAPMix anomaly detector for one (univariate or multivariate) series.
 
@@ -158,14 +175,8 @@ class CAPMixDetector:
         cfg = self.config
         scaler = StandardScaler(np.asarray(data.scaler_mean), np.asarray(data.scaler_std))
         monitor_windows = None
-        if monitor is not None:
-            monitor = as_series(monitor, "monitor")
-            if monitor.shape[1] != data.n_channels or monitor.shape[0] < cfg.window:
-                raise ValueError(
-                    f"monitor has shape {monitor.shape}; it needs the training data's {data.n_channels} "
-                    f"channels and at least one window ({cfg.window} points)"
-                )
-            monitor_windows = sliding_windows(scaler.transform(monitor), cfg.window, cfg.stride)
+        if monitor is not None:  # checked and windowed as scoring input is, before any training
+            monitor_windows, _ = _input_windows(monitor, scaler, data.n_channels, cfg, name="monitor")
         result = train_model(data, cfg, on_epoch=on_epoch, checkpoint=checkpoint, monitor=monitor_windows)
         self.resumed_from_epoch_ = result.resumed_from
         self.scaler_ = scaler
@@ -191,18 +202,7 @@ class CAPMixDetector:
 
     def _windows(self, X: Any) -> tuple[np.ndarray, int]:
         self._check_fitted()
-        X = as_series(X)
-        if X.shape[1] != self.n_channels_:
-            raise ValueError(
-                f"X has {X.shape[1]} channels but the model was trained on {self.n_channels_}; "
-                "score data with the same channels, in the same order, as the training data"
-            )
-        if X.shape[0] < self.config.window:
-            raise ValueError(
-                f"X has {X.shape[0]} points, fewer than one window ({self.config.window}); "
-                "score at least one full window"
-            )
-        return sliding_windows(self.scaler_.transform(X), self.config.window, self.config.stride), X.shape[0]
+        return _input_windows(X, self.scaler_, self.n_channels_, self.config)
 
     def _scorer(self) -> TCN:
         """The BatchNorm-folded copy of the network used for all scoring (built once)."""

@@ -13,7 +13,6 @@ child run per (dataset, method[, study point]), and to ``<out_dir>/<name>.md|csv
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -155,14 +154,13 @@ def benchmark_flow(params_path: str = "params.yaml", overrides: dict[str, Any] |
                          title=scfg.title if scfg else "capmix benchmark")
     if scfg is not None:
         files = (*files, scfg.plot(rows, Path(cfg.out_dir) / f"{report_name}.png"))
-    ucr_rows = [r for r in rows if math.isfinite(r.get("ucr/accuracy/mean", math.nan))]
-    if scfg is None and ucr_rows:
+    ucr_datasets = [ds for ds, spec in cfg.datasets.items() if spec.ucr_widen is not None] if scfg is None else []
+    for ds in ucr_datasets:
         from capmix.plots import plot_ucr_accuracy
 
-        for ds in sorted({r["dataset"] for r in ucr_rows}):
-            files = (*files, plot_ucr_accuracy([r for r in ucr_rows if r["dataset"] == ds],
-                                               Path(cfg.out_dir) / f"{report_name}_{ds}_ucr.png",
-                                               paper=studies.paper_numbers().get(ds)))
+        files = (*files, plot_ucr_accuracy([r for r in rows if r["dataset"] == ds],
+                                           Path(cfg.out_dir) / f"{report_name}_{ds}_ucr.png",
+                                           paper=studies.paper_numbers().get(ds)))
     seconds = time.perf_counter() - t0
     run_id = _log_mlflow(p, cfg, rows, files, report_name, seconds) if log_to_mlflow else None
     log.info("benchmark done in %.0fs: %s", seconds, files[1])

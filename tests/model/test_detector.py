@@ -63,7 +63,7 @@ def test_monitor_records_every_epoch_without_changing_the_model():
     # the best epoch's recorded scores are the final model's window scores
     np.testing.assert_allclose(watched.monitor_scores_[watched.best_epoch_ - 1], watched.score_windows(later),
                                rtol=1e-4, atol=1e-6)  # the scorer folds BatchNorm: float32 rounding
-    with pytest.raises(ValueError, match="monitor has shape"):
+    with pytest.raises(ValueError, match="monitor has 2 channels but the model was trained on 1"):
         CAPMixDetector(**FAST).fit(x, monitor=_series(n=1000, c=2))
 
 
