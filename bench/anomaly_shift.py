@@ -2,7 +2,7 @@
 
 For every series: train a CAPMix detector on the training period (the dataset's preset), embed
 normal / real-anomalous test windows and the synthetic anomalies as CAP and as CAPMix see them
-with its encoder (capmix/shift.py), and measure energy distance and RBF MMD². Writes
+with its encoder (capmix/evaluation/shift.py), and measure energy distance and RBF MMD². Writes
 ``reports/shift/shift.csv`` (one row per series), ``reports/shift/summary.json`` (per dataset:
 means, and on how many series Eq. 10 holds) and UMAP pictures ``reports/shift/<dataset>_<series>.png``.
 
@@ -22,18 +22,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from capmix.config import detector_config, load_params  # noqa: E402
-from capmix.detector import CAPMixDetector  # noqa: E402
+from capmix.detectors.capmix.detector import CAPMixDetector  # noqa: E402
 from capmix.pipeline import write_csv, write_json  # noqa: E402
-from capmix.shift import anomaly_shift, numbers, plot_shift_umap  # noqa: E402
+from capmix.evaluation.shift import anomaly_shift, numbers, plot_shift_umap  # noqa: E402
 
 
 def load(name: str, p: dict, subset: int | None):
     if name == "default":
-        from capmix.synthetic import GeneratorConfig, generate
+        from capmix.data.synthetic import GeneratorConfig, generate
 
         series = generate(GeneratorConfig.model_validate({k: v for k, v in p["generate"].items() if k != "out"}))
         return series[:subset] if subset else series
-    from capmix.loaders import load_dataset
+    from capmix.data.loaders import load_dataset
 
     return load_dataset(name, p.get("dataset", {}).get("root", "../shared/datasets"), subset=subset)
 

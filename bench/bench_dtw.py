@@ -1,4 +1,4 @@
-"""Benchmark capmix.dtw.dtw_to_reference against fastdtw and a tslearn loop.
+"""Benchmark capmix.detectors.capmix.dtw.dtw_to_reference against fastdtw and a tslearn loop.
 
 Why: label revision (METHOD.md §3) computes DTW of every injected window to the
 normal centre; tens of thousands of windows must revise in seconds. This script
@@ -40,7 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(REPO_ROOT))
 
-from capmix.dtw import dtw_to_reference, warmup  # noqa: E402
+from capmix.detectors.capmix.dtw import dtw_to_reference, warmup  # noqa: E402
 
 DEFAULT_N = 100_000
 DEFAULT_WINDOW = 64
@@ -68,7 +68,7 @@ _COLD_SNIPPET = """
 import json, sys, time
 t0 = time.perf_counter()
 import numpy as np
-from capmix.dtw import dtw_to_reference
+from capmix.detectors.capmix.dtw import dtw_to_reference
 t1 = time.perf_counter()
 dtw_to_reference(np.zeros((2, {window}, {channels})), np.ones(({window}, {channels})))
 t2 = time.perf_counter()
@@ -131,7 +131,7 @@ def time_tslearn(
 
 
 def time_cold(window: int, channels: int, cache_dir: str | None) -> dict[str, float]:
-    """Import + first-call time of capmix.dtw in a fresh interpreter."""
+    """Import + first-call time of capmix.detectors.capmix.dtw in a fresh interpreter."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     if cache_dir is not None:
@@ -299,7 +299,7 @@ def render(results: dict[str, Any]) -> None:
             )
     for name, c in results.get("cold", {}).items():
         footer.append(
-            f"fresh process, {name.replace('_', ' ')}: import capmix.dtw {c['import_s']:.2f} s, "
+            f"fresh process, {name.replace('_', ' ')}: import capmix.detectors.capmix.dtw {c['import_s']:.2f} s, "
             f"first call {c['first_call_s']:.2f} s"
         )
     t = results["targets"]

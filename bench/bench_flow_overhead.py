@@ -21,13 +21,13 @@ for k, v in {"DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true", "PREFEC
 
 def direct(params_path: str) -> float:
     from capmix.config import detector_config, load_params
-    from capmix.data import read_dataset, to_frame
-    from capmix.detector import CAPMixDetector
+    from capmix.data.canonical import read_dataset, to_frame
+    from capmix.detectors.capmix.detector import CAPMixDetector
     import numpy as np
 
     from capmix.pipeline import EvaluateConfig, evaluate_saved, write_evaluation
-    from capmix.plots import plot_dtw_histogram, plot_training_curves
-    from capmix.validation import ValidationConfig, validate_frame
+    from capmix.evaluation.plots import plot_dtw_histogram, plot_training_curves
+    from capmix.data.validation import ValidationConfig, validate_frame
 
     t0 = time.perf_counter()
     p = load_params(params_path)

@@ -41,7 +41,7 @@ AIOPS_SAMPLE = 3                        # the first KPIs by ID
 def series_costs(series, cfg) -> list[dict]:
     import torch
 
-    from capmix.detector import CAPMixDetector
+    from capmix.detectors.capmix.detector import CAPMixDetector
 
     torch.set_num_threads(1)
     rows = []
@@ -70,7 +70,7 @@ def count_lines_xz(path: Path) -> int:
 
 
 def ucr_lengths() -> list[dict]:
-    from capmix.loaders import UCR_NAME, ucr_files
+    from capmix.data.loaders import UCR_NAME, ucr_files
 
     out = []
     for f in ucr_files(DATA / "ucr"):
@@ -195,7 +195,7 @@ def main() -> int:
     os.chdir(ROOT)
 
     from capmix.config import detector_config, load_params
-    from capmix.data import read_dataset
+    from capmix.data.canonical import read_dataset
 
     p = load_params("params.yaml")
     res: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
@@ -204,7 +204,7 @@ def main() -> int:
     print("per-series costs (torch 1 thread)", flush=True)
     res["default"] = series_costs(read_dataset(p["dataset"]["path"]), detector_config(p))
     if DATA.is_dir():
-        from capmix.loaders import load_aiops, load_ucr
+        from capmix.data.loaders import load_aiops, load_ucr
 
         res["ucr"] = series_costs(load_ucr(DATA / "ucr", ids=UCR_SAMPLE), detector_config(p, preset="ucr"))
         res["aiops"] = series_costs(load_aiops(DATA, subset=AIOPS_SAMPLE),

@@ -53,7 +53,7 @@ def _write_input(path: Path, n: int, c: int) -> None:
 
 
 def _score_child(model: str, src: str, out: str) -> None:
-    from capmix.detector import CAPMixDetector
+    from capmix.detectors.capmix.detector import CAPMixDetector
     from capmix.stream import score_file
 
     t0 = time.perf_counter()
@@ -69,7 +69,7 @@ def main() -> None:
         _score_child(*sys.argv[2:])
         return
     from capmix.config import detector_config, load_params
-    from capmix.detector import CAPMixDetector
+    from capmix.detectors.capmix.detector import CAPMixDetector
 
     root = Path(__file__).resolve().parents[1]
     cfg = detector_config(load_params(root / "params.yaml")).replace(max_epochs=3, min_epochs=1, device="cpu")

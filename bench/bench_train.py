@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from capmix.config import DetectorConfig, detector_config, load_params
-from capmix.detector import CAPMixDetector
-from capmix.model import fuse_for_inference, soft_cross_entropy
-from capmix.training import AugmentedData, predict_proba, train_model
+from capmix.detectors.capmix.detector import CAPMixDetector
+from capmix.detectors.capmix.network import fuse_for_inference, soft_cross_entropy
+from capmix.detectors.capmix.training import AugmentedData, predict_proba, train_model
 
 
 class PlainTCN(nn.Module):
@@ -84,7 +84,7 @@ def main() -> None:
 
     cfg = detector_config(load_params("params.yaml"), preset="ucr", device="cpu")
     cfg = cfg.replace(max_epochs=args.epochs, min_epochs=args.epochs, patience=args.epochs)
-    from capmix.model import feature_length
+    from capmix.detectors.capmix.network import feature_length
 
     L = feature_length(cfg.window, cfg.kernel)
     rng = np.random.default_rng(0)

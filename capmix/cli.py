@@ -74,7 +74,7 @@ def _progress() -> Progress:
 @app.command()
 def generate(params: ParamsOpt = Path("params.yaml")) -> None:
     """Write the embedded default dataset (seeded synthetic series) from params ``generate``."""
-    from capmix.synthetic import GeneratorConfig, generate_dataset
+    from capmix.data.synthetic import GeneratorConfig, generate_dataset
 
     p = _params(params)
     section = dict(p.get("generate", {}))
@@ -100,7 +100,7 @@ def tuned_params(p: dict[str, Any]) -> dict[str, Any]:
 
 def train_all(p: dict[str, Any], models: Path, preset: str | None = None) -> list[dict[str, Any]]:
     """Train one model per series with a progress bar; returns per-series summaries."""
-    from capmix.detectors import detector_name, run_config
+    from capmix.detectors.registry import detector_name, run_config
     from capmix.pipeline import DatasetConfig, load_series, train_series
 
     # params `detector` picks CAPMix (train + presets) or CoAD (coad + coad_presets)
@@ -197,7 +197,7 @@ def score(
     ``timestamp``, ``split`` and ``label`` are not channels. The output appears only when every row
     was scored.
     """
-    from capmix.detectors import load_detector
+    from capmix.detectors.registry import load_detector
     from capmix.stream import score_file
 
     with _user_errors():
@@ -218,8 +218,8 @@ def ingest(
     Nothing is written unless every expectation holds (the validation report says what failed).
     """
     from capmix.config import detector_config
-    from capmix.data import RESERVED_COLUMNS, canonical_columns, from_frame, read_table, write_dataset
-    from capmix.validation import ValidationConfig, validate_frame
+    from capmix.data.canonical import RESERVED_COLUMNS, canonical_columns, from_frame, read_table, write_dataset
+    from capmix.data.validation import ValidationConfig, validate_frame
 
     p = _params(params)
     v = dict(p.get("validate", {}) or {})
@@ -245,9 +245,9 @@ def validate(
 ) -> None:
     """Great Expectations suite on the dataset; non-zero exit listing every failed expectation."""
     from capmix.config import detector_config
-    from capmix.data import read_dataset, to_frame
+    from capmix.data.canonical import read_dataset, to_frame
     from capmix.pipeline import DatasetConfig
-    from capmix.validation import ValidationConfig, validate_frame
+    from capmix.data.validation import ValidationConfig, validate_frame
 
     p = _params(params)
     v = dict(p.get("validate", {}) or {})
@@ -274,7 +274,7 @@ def tune(params: ParamsOpt = Path("params.yaml")) -> None:
     from capmix.pipeline import DatasetConfig, load_series, write_json
     from capmix.tuning import TuneConfig, plot_study, tune as run_tune, write_best_params
 
-    from capmix.detectors import detector_name
+    from capmix.detectors.registry import detector_name
 
     p = _params(params)
     t = dict(p.get("tune", {}) or {})

@@ -19,11 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from capmix.atomic import atomic_file
 from capmix.config import DetectorConfig
-from capmix.data import Series, read_dataset
-from capmix.detector import CAPMixDetector
-from capmix.detectors import eval_segments, load_detector, make_detector
-from capmix.evaluation import SeriesResult, aggregate, evaluate_series
-from capmix.training import EpochLog
+from capmix.data.canonical import Series, read_dataset
+from capmix.detectors.capmix.detector import CAPMixDetector
+from capmix.detectors.registry import eval_segments, load_detector, make_detector
+from capmix.evaluation.evaluate import SeriesResult, aggregate, evaluate_series
+from capmix.detectors.capmix.training import EpochLog
 
 
 class DatasetConfig(BaseModel):
@@ -140,7 +140,7 @@ def evaluate_saved(
 
     Returns the result, the model's threshold and the point scores.
     """
-    from capmix.plots import plot_series_scores
+    from capmix.evaluation.plots import plot_series_scores
 
     det = load_detector(Path(models_dir) / series.name)
     res, scores = evaluate_one(det, series, cfg)
@@ -162,7 +162,7 @@ def write_evaluation(
     plots_dir: str | Path | None = None,
 ) -> dict[str, float]:
     """metrics.json (headline + all aggregates), per_series.csv and the pooled score histogram."""
-    from capmix.plots import plot_score_histograms
+    from capmix.evaluation.plots import plot_score_histograms
 
     if scores and labels and plots_dir is not None:
         plot_score_histograms(

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from capmix.atomic import atomic_file
-from capmix.data import LABEL_COL, RESERVED_COLUMNS, SERIES_COL, TIMESTAMP_COL
+from capmix.data.canonical import LABEL_COL, RESERVED_COLUMNS, SERIES_COL, TIMESTAMP_COL
 from capmix.windows import sliding_windows
 
 CSV_SUFFIXES = (".csv", ".txt")

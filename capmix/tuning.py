@@ -3,7 +3,7 @@
 The objective is a *validation* metric from the *training period only*: for every tuned series
 a detector is fitted on ``Series.train`` and scored by the ROC-AUC of real vs injected
 validation windows (the chronological tail of the training period, see
-:func:`capmix.training.chronological_split`) of the model it keeps (the epoch that
+:func:`capmix.detectors.capmix.training.chronological_split`) of the model it keeps (the epoch that
 early stopping picked); the objective is the mean of those AUCs over the series. Test data is
 never read, so tuning cannot leak the test labels into the reported results.
 
@@ -36,9 +36,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from capmix.atomic import atomic_file, write_text
 from capmix.config import DetectorConfig
-from capmix.data import Series
-from capmix.detector import CAPMixDetector, data_digest
-from capmix.training import EpochLog
+from capmix.data.canonical import Series
+from capmix.detectors.capmix.detector import CAPMixDetector, data_digest
+from capmix.detectors.capmix.training import EpochLog
 
 __all__ = [
     "LAYER_CHOICES",

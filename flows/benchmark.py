@@ -3,7 +3,7 @@
 Run it:  capmix benchmark --dataset ucr --methods capmix,cap,iforest --seeds 3 [--subset 10] [--workers 2]
          python -m flows.benchmark ...   (same options)
 
-Every cell (one series, method, seed) is a task calling ``capmix.benchmark.run_cell``; finished
+Every cell (one series, method, seed) is a task calling ``capmix.evaluation.benchmark.run_cell``; finished
 cells are files, so a re-run resumes. ``--workers N`` (> 1) runs the cells on a local Dask
 cluster of N single-threaded worker processes through prefect-dask; ``benchmark.dask_address``
 points the same flow at an existing cluster. Results go to MLflow as one parent run with one
@@ -33,7 +33,7 @@ from rich.progress import (  # noqa: E402
     TimeRemainingColumn,
 )
 
-from capmix.benchmark import (  # noqa: E402
+from capmix.evaluation.benchmark import (  # noqa: E402
     BenchmarkConfig,
     Cell,
     DatasetSpec,
@@ -47,7 +47,7 @@ from capmix.benchmark import (  # noqa: E402
     write_report,
 )
 from capmix.config import load_params  # noqa: E402
-from capmix.data import Series  # noqa: E402
+from capmix.data.canonical import Series  # noqa: E402
 
 
 @task(cache_policy=NO_CACHE, retries=0)
@@ -109,11 +109,11 @@ def benchmark_flow(params_path: str = "params.yaml", overrides: dict[str, Any] |
     """Run the benchmark (or a study) from params ``benchmark`` with CLI ``overrides``.
 
     ``study``: ``contamination`` (Fig. 5) or ``sensitivity`` (Fig. 8), planned by
-    ``capmix.studies`` from params ``studies``; without it the datasets x methods x seeds grid.
+    ``capmix.evaluation.studies`` from params ``studies``; without it the datasets x methods x seeds grid.
     ``name``: the report's file name (``<out_dir>/<name>.md|csv``), so runs sharing one cell
     directory keep their own reports.
     """
-    from capmix import studies
+    from capmix.evaluation import studies
 
     log = get_run_logger()
     # one "Finished in state Completed" line per cell would bury the progress bar
@@ -156,7 +156,7 @@ def benchmark_flow(params_path: str = "params.yaml", overrides: dict[str, Any] |
         files = (*files, scfg.plot(rows, Path(cfg.out_dir) / f"{report_name}.png"))
     ucr_datasets = [ds for ds, spec in cfg.datasets.items() if spec.ucr_widen is not None] if scfg is None else []
     for ds in ucr_datasets:
-        from capmix.plots import plot_ucr_accuracy
+        from capmix.evaluation.plots import plot_ucr_accuracy
 
         files = (*files, plot_ucr_accuracy([r for r in rows if r["dataset"] == ds],
                                            Path(cfg.out_dir) / f"{report_name}_{ds}_ucr.png",

@@ -72,7 +72,7 @@ def benchmark(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Datasets x methods x seeds under both threshold protocols; resumable; Markdown + CSV + MLflow."""
-    from capmix.methods import check_methods
+    from capmix.detectors.methods import check_methods
 
     p = _params(params)
     over: dict[str, Any] = {}

@@ -21,7 +21,7 @@ from typing import Any
 import mlflow
 from prefect import task
 
-from capmix.data import read_dataset
+from capmix.data.canonical import read_dataset
 
 
 def local_cluster_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:

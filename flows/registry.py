@@ -1,7 +1,7 @@
 """MLflow model registry for CAPMix bundles: log, register, gate, promote, roll back.
 
 A dataset has one CAPMix detector per series, so the registered MLflow model is a BUNDLE: the whole
-``models/`` directory (one saved :class:`~capmix.detector.CAPMixDetector` per series plus
+``models/`` directory (one saved :class:`~capmix.detectors.capmix.detector.CAPMixDetector` per series plus
 ``summary.json``) logged as the ``models`` artifact of a pyfunc model (:class:`CAPMixBundleModel`).
 
 Aliases, never stages (deprecated in MLflow 3):
@@ -52,8 +52,8 @@ from mlflow.models.signature import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import ColSpec, Schema
 
-from capmix.data import RESERVED_COLUMNS, SERIES_COL
-from capmix.detector import CAPMixDetector
+from capmix.data.canonical import RESERVED_COLUMNS, SERIES_COL
+from capmix.detectors.capmix.detector import CAPMixDetector
 
 __all__ = [
     "CHAMPION",
@@ -124,7 +124,7 @@ def load_bundle(models_dir: str | Path, device: str | None = None) -> dict[str, 
         raise ValueError(
             f"model bundle {root} holds no saved detectors (no <series>/config.json); train the models first"
         )
-    from capmix.detectors import load_detector  # CAPMix or CoAD, as each model's config.json says
+    from capmix.detectors.registry import load_detector  # CAPMix or CoAD, as each model's config.json says
 
     return {d.name: load_detector(d, device=device) for d in dirs}
 

@@ -3,14 +3,14 @@
 Run it:  python -m flows.score --input new.parquet --output scores.parquet [--params params.yaml]
          [--model-uri models:/capmix-default/3]
 
-Input: a canonical Parquet file (``capmix.data.write_dataset``) or any Parquet/CSV table with a
+Input: a canonical Parquet file (``capmix.data.canonical.write_dataset``) or any Parquet/CSV table with a
 ``series`` column (optional for a one-series bundle) and one numeric column per channel; the
 ``timestamp``, ``split`` and ``label`` columns are optional (missing: positions, "test", <NA>). Every
 row is scored; the rows of one series are scored, in input order, as one contiguous stretch.
 
 The data is validated with the training-time Great Expectations suite in ``mode="score"`` with the
 MODEL's channels, so data with other channels (names, count, order) stops the flow with a
-:class:`~capmix.validation.DataValidationError` naming the expectations, before anything is scored.
+:class:`~capmix.data.validation.DataValidationError` naming the expectations, before anything is scored.
 Output (Parquet, or CSV for a ``.csv`` path, written atomically): ``series``, ``timestamp`` (when the
 input has one), ``score``, ``alarm``. Each call is an MLflow run in the experiment
 ``<mlflow.experiment>-scoring`` (tags: model uri/version, input digest; metrics: n_points,
@@ -39,8 +39,8 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from capmix.atomic import atomic_file  # noqa: E402
 from capmix.config import load_params  # noqa: E402
-from capmix.data import LABEL_COL, RESERVED_COLUMNS, SERIES_COL, SPLIT_COL, SPLIT_TEST, TIMESTAMP_COL  # noqa: E402
-from capmix.validation import DataValidationError  # noqa: E402
+from capmix.data.canonical import LABEL_COL, RESERVED_COLUMNS, SERIES_COL, SPLIT_COL, SPLIT_TEST, TIMESTAMP_COL  # noqa: E402
+from capmix.data.validation import DataValidationError  # noqa: E402
 from flows.tasks import file_digest  # noqa: E402
 from flows.train import setup_mlflow  # noqa: E402
 
@@ -166,7 +166,7 @@ def read_input(input_path: str, single_series: str | None) -> dict[str, Any]:
     path = Path(input_path)
     if not path.is_file():
         raise FileNotFoundError(f"input {path} not found (a canonical Parquet file or a CSV with a 'series' column)")
-    from capmix.data import read_table
+    from capmix.data.canonical import read_table
 
     raw = read_table(path)  # one clear error for an empty, header-only or unreadable file
     return {"frame": canonical_frame(raw, single_series), "has_timestamp": TIMESTAMP_COL in raw.columns,
@@ -177,7 +177,7 @@ def read_input(input_path: str, single_series: str | None) -> dict[str, Any]:
 def validate_input(frame: pd.DataFrame, channels: list[str], window: int,
                    validate_cfg: dict[str, Any]) -> dict[str, Any]:
     """The training GX suite in ``mode="score"`` against the MODEL's channels; raises on failure."""
-    from capmix.validation import ValidationConfig, validate_frame
+    from capmix.data.validation import ValidationConfig, validate_frame
 
     cfg = ValidationConfig(
         kind="univariate" if len(channels) == 1 else "multivariate",

@@ -14,10 +14,10 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from capmix.config import DetectorConfig
-from capmix.data import read_dataset, write_dataset
-from capmix.detector import CAPMixDetector
+from capmix.data.canonical import read_dataset, write_dataset
+from capmix.detectors.capmix.detector import CAPMixDetector
 from capmix.pipeline import DatasetConfig, EvaluateConfig, evaluate_saved
-from capmix.training import AugmentedData
+from capmix.detectors.capmix.training import AugmentedData
 
 #: Re-runs skip a task whose inputs (paths, digests, params) and code are unchanged.
 CACHED = INPUTS + TASK_SOURCE
@@ -40,13 +40,13 @@ def ingest(dataset: dict[str, Any], generate: dict[str, Any]) -> dict[str, str]:
     path = Path(cfg.path)
     if cfg.name == "default":
         if not path.exists():
-            from capmix.synthetic import GeneratorConfig, generate_dataset
+            from capmix.data.synthetic import GeneratorConfig, generate_dataset
 
             gen = {k: v for k, v in generate.items() if k != "out"}
             generate_dataset(GeneratorConfig.model_validate(gen), path)
             log.info("generated the embedded default dataset at %s", path)
     elif cfg.name == "ucr":
-        from capmix.loaders import load_ucr
+        from capmix.data.loaders import load_ucr
 
         write_dataset(load_ucr(cfg.root, subset=cfg.subset), path, metadata={"name": "ucr"})
         log.info("read UCR from %s into %s", cfg.root, path)
@@ -61,11 +61,11 @@ def ingest(dataset: dict[str, Any], generate: dict[str, Any]) -> dict[str, str]:
 def validate(data: dict[str, str], validate_cfg: dict[str, Any], window: int, channels: list[str] | None = None,
              mode: str = "train") -> dict[str, Any]:
     """Great Expectations suite on the canonical frame; raises (stopping the flow) on failure."""
-    from capmix.validation import ValidationConfig, validate_frame
+    from capmix.data.validation import ValidationConfig, validate_frame
 
     import pandas as pd
 
-    from capmix.data import RESERVED_COLUMNS
+    from capmix.data.canonical import RESERVED_COLUMNS
 
     # GX looks at the file as it is, before capmix's own reader could reject it without a report
     frame = pd.read_parquet(data["path"])
@@ -90,7 +90,7 @@ def validate(data: dict[str, str], validate_cfg: dict[str, Any], window: int, ch
     checked = dict(data)
     if report.imputed:
         # downstream stages train on what was validated: the imputed data, as its own file
-        from capmix.data import from_frame
+        from capmix.data.canonical import from_frame
 
         path = Path(data["path"]).with_suffix(".imputed.parquet")
         write_dataset(from_frame(report.frame), path)
@@ -154,7 +154,7 @@ def train(augmented: dict[str, Any], cfg: dict[str, Any], models_dir: str) -> di
 def train_coad(data: dict[str, str], series: str, cfg: dict[str, Any], models_dir: str) -> dict[str, Any]:
     """Train one series' CoAD detector (params ``detector: coad``): it makes its own pseudo-anomalies
     per batch, so there is no augment stage; saved under models_dir/<series>."""
-    from capmix.coad import CoADConfig, CoADDetector
+    from capmix.detectors.coad import CoADConfig, CoADDetector
 
     log = get_run_logger()
     s = next(x for x in read_dataset(data["path"]) if x.name == series)
@@ -178,10 +178,10 @@ def train_coad(data: dict[str, str], series: str, cfg: dict[str, Any], models_di
 @task(name="anomaly-shift")
 def anomaly_shift(data: dict[str, str], trained: dict[str, Any], plot_path: str | None) -> dict[str, Any]:
     """Paper Eq. 10 measured for one series: distances of CAP's and CAPMix's synthetic anomalies to the
-    real test anomalies and to normal windows, in the trained encoder's feature space (capmix.shift)."""
-    from capmix.detectors import load_detector
-    from capmix.shift import anomaly_shift as measure
-    from capmix.shift import numbers, plot_shift_umap
+    real test anomalies and to normal windows, in the trained encoder's feature space (capmix.evaluation.shift)."""
+    from capmix.detectors.registry import load_detector
+    from capmix.evaluation.shift import anomaly_shift as measure
+    from capmix.evaluation.shift import numbers, plot_shift_umap
 
     s = next(x for x in read_dataset(data["path"]) if x.name == trained["series"])
     r = measure(load_detector(trained["model_dir"]), s, keep_features=plot_path is not None)

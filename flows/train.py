@@ -25,10 +25,10 @@ from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from capmix.config import detector_config, load_params  # noqa: E402
-from capmix.detectors import detector_name  # noqa: E402
-from capmix.data import read_dataset  # noqa: E402
+from capmix.detectors.registry import detector_name  # noqa: E402
+from capmix.data.canonical import read_dataset  # noqa: E402
 from capmix.pipeline import EvaluateConfig, summarise, write_evaluation, write_json  # noqa: E402
-from capmix.plots import plot_dtw_histogram, plot_training_curves  # noqa: E402
+from capmix.evaluation.plots import plot_dtw_histogram, plot_training_curves  # noqa: E402
 from flows import tasks  # noqa: E402
 from flows.registry import fail_dead_runs, redact, registry_lock, run_owner_tags  # noqa: E402
 
@@ -85,7 +85,7 @@ def _champion_metric(uri: str, data_path: str, ecfg: EvaluateConfig, metric: str
     from capmix.pipeline import evaluate_saved
     from flows.registry import ARTIFACT_KEY
 
-    from capmix.detector import ModelFileError
+    from capmix.detectors.capmix.detector import ModelFileError
 
     local = Path(mlflow.artifacts.download_artifacts(uri))
     # the bundle directory as the pyfunc flavor records it (the flow's models/ has no summary.json)
@@ -228,7 +228,7 @@ def training_flow(
 @task(name="register")
 def _register(p, data, models_dir, metrics, run_id):
     """Log the bundle into the training run and register it: no retries, a retry would add a version."""
-    from capmix.data import to_frame
+    from capmix.data.canonical import to_frame
     from flows.registry import log_bundle
 
     name = p.get("register", {}).get("model_name", "capmix")
@@ -274,7 +274,7 @@ def _out_dir_lock(out: Path, log: Any):
 def _train_coad(p: dict[str, Any], data: dict[str, str], names: list[str], models_dir: str,
                 refresh_cache: bool) -> list[dict[str, Any]]:
     """CoAD per series (params ``detector: coad``): no augment stage, its own config and task."""
-    from capmix.detectors import run_config
+    from capmix.detectors.registry import run_config
 
     cfg = run_config(p)
     mlflow.log_params({f"coad.{k}": v for k, v in cfg.model_dump().items()})
@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tune", action=argparse.BooleanOptionalAction, default=None)
     ap.add_argument("--no-register", action="store_true")
     args = ap.parse_args(argv)
-    from capmix.detector import ModelFileError
+    from capmix.detectors.capmix.detector import ModelFileError
 
     try:
         p = load_params(args.params)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from capmix.augment import apply_plan, cut_add_paste, draw_plan
+from capmix.detectors.capmix.augment import apply_plan, cut_add_paste, draw_plan
 
 
 def oracle(windows: np.ndarray, plan) -> np.ndarray:

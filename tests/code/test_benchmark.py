@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from capmix.benchmark import (
+from capmix.evaluation.benchmark import (
     BenchmarkConfig,
     Cell,
     CellResult,
@@ -23,10 +23,10 @@ from capmix.benchmark import (
     write_report,
 )
 from capmix.config import load_params
-from capmix.contamination import contaminate
-from capmix.data import Series
-from capmix.evaluation import SeriesResult, aggregate, evaluate_series
-from capmix.studies import ContaminationStudy, SensitivityStudy, parse_point, study_config
+from capmix.evaluation.contamination import contaminate
+from capmix.data.canonical import Series
+from capmix.evaluation.evaluate import SeriesResult, aggregate, evaluate_series
+from capmix.evaluation.studies import ContaminationStudy, SensitivityStudy, parse_point, study_config
 
 
 def _series(name: str, seed: int = 0, n: int = 3000) -> Series:
@@ -199,7 +199,7 @@ def test_best_epoch_on_test_is_recorded_for_capmix_cells_only(tmp_path, params):
 
 
 def test_ucr_accuracy_plot_is_written(tmp_path):
-    from capmix.plots import plot_ucr_accuracy
+    from capmix.evaluation.plots import plot_ucr_accuracy
 
     rows = [{"dataset": "ucr", "method": "capmix", "n_series": 3, "ucr/accuracy/mean": 0.4,
              "ucr_best_epoch/accuracy/mean": 0.6},

@@ -1,10 +1,10 @@
-"""CoAD building blocks (capmix/coad.py): period estimate, pseudo-anomalies, soft masks, shapes."""
+"""CoAD building blocks (capmix/detectors/coad.py): period estimate, pseudo-anomalies, soft masks, shapes."""
 
 import numpy as np
 import pytest
 import torch
 
-from capmix.coad import (
+from capmix.detectors.coad import (
     KINDS,
     CoADConfig,
     CoADNet,

@@ -1,4 +1,4 @@
-"""capmix.dtw must reproduce tslearn.metrics.dtw exactly (METHOD.md §3).
+"""capmix.detectors.capmix.dtw must reproduce tslearn.metrics.dtw exactly (METHOD.md §3).
 
 tslearn is the reference implementation the design names; these tests pin our
 batched numba kernel to it (with and without a Sakoe–Chiba band, equal and
@@ -13,8 +13,8 @@ import itertools
 import numpy as np
 import pytest
 
-from capmix import dtw as dtw_module
-from capmix.dtw import dtw_to_reference, warmup
+from capmix.detectors.capmix import dtw as dtw_module
+from capmix.detectors.capmix.dtw import dtw_to_reference, warmup
 
 tslearn_metrics = pytest.importorskip("tslearn.metrics")
 

@@ -1,4 +1,4 @@
-"""Tests for capmix.metrics: METHOD.md section 7 vectors, edge cases, aggregation, windows."""
+"""Tests for capmix.evaluation.metrics: METHOD.md section 7 vectors, edge cases, aggregation, windows."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from capmix.metrics import (
+from capmix.evaluation.metrics import (
     Counts,
     EventCounts,
     auc_scores,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from capmix.model import TCN, feature_length, soft_cross_entropy
+from capmix.detectors.capmix.network import TCN, feature_length, soft_cross_entropy
 
 
 @pytest.mark.parametrize("w,k,expected", [(32, 4, 6), (64, 8, 10), (256, 4, 34), (32, 8, 6)])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from capmix.revision import normal_centre, revise, soft_labels
+from capmix.detectors.capmix.revision import normal_centre, revise, soft_labels
 
 
 def test_rule_hand_computed():

@@ -1,4 +1,4 @@
-"""Anomaly-shift measurement (capmix/shift.py): the distances, the embeddings, the report."""
+"""Anomaly-shift measurement (capmix/evaluation/shift.py): the distances, the embeddings, the report."""
 
 import numpy as np
 import pytest
@@ -6,9 +6,9 @@ import torch
 from scipy.stats import energy_distance as scipy_energy
 
 from capmix.config import DetectorConfig
-from capmix.data import Series
-from capmix.detector import CAPMixDetector
-from capmix.shift import anomaly_shift, embed, embed_mixed, energy_distance, median_bandwidth, mmd_rbf
+from capmix.data.canonical import Series
+from capmix.detectors.capmix.detector import CAPMixDetector
+from capmix.evaluation.shift import anomaly_shift, embed, embed_mixed, energy_distance, median_bandwidth, mmd_rbf
 
 
 def test_energy_distance_equals_scipy_in_1d_with_and_without_weights():

@@ -1,12 +1,12 @@
-"""Tests for capmix.thresholds: oracle sweep vs naive loop, validation threshold, UCR protocol."""
+"""Tests for capmix.evaluation.thresholds: oracle sweep vs naive loop, validation threshold, UCR protocol."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from capmix.metrics import score_counts
-from capmix.thresholds import (
+from capmix.evaluation.metrics import score_counts
+from capmix.evaluation.thresholds import (
     TAUS,
     oracle_threshold,
     ucr_protocol,
@@ -172,7 +172,7 @@ def test_ucr_errors():
 
 
 def test_ucr_best_epoch_picks_the_first_epoch_that_hits():
-    from capmix.evaluation import ucr_best_epoch
+    from capmix.evaluation.evaluate import ucr_best_epoch
 
     y = _labels()
     epochs = [_scores_peaking_at(10), _scores_peaking_at(50), _scores_peaking_at(52), _scores_peaking_at(90)]
@@ -185,7 +185,7 @@ def test_ucr_best_epoch_picks_the_first_epoch_that_hits():
 
 
 def test_evaluate_series_adds_the_best_epoch_protocol_only_when_given_epoch_scores():
-    from capmix.evaluation import aggregate, evaluate_series
+    from capmix.evaluation.evaluate import aggregate, evaluate_series
 
     y = _labels()
     final = np.repeat(_scores_peaking_at(10), S)  # the final model misses

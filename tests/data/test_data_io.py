@@ -1,4 +1,4 @@
-"""Series validation, the long frame, and the Parquet round trip (capmix.data)."""
+"""Series validation, the long frame, and the Parquet round trip (capmix.data.canonical)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from capmix import data
-from capmix.data import Series, from_frame, read_dataset, read_metadata, to_frame, write_dataset
+from capmix.data import canonical as data
+from capmix.data.canonical import Series, from_frame, read_dataset, read_metadata, to_frame, write_dataset
 
 N_POINTS = 50
 TRAIN_END = 30

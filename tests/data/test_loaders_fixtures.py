@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from capmix.data import to_frame
-from capmix.loaders import (
+from capmix.data.canonical import to_frame
+from capmix.data.loaders import (
     LOADERS,
     WADI_EMPTY_COLS,
     DatasetNotFound,

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from capmix.data import read_dataset, read_metadata
-from capmix.synthetic import (
+from capmix.data.canonical import read_dataset, read_metadata
+from capmix.data.synthetic import (
     ALL_ANOMALY_TYPES,
     AnomalyConfig,
     AnomalyType,

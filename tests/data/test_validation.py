@@ -1,4 +1,4 @@
-"""Great Expectations validation of the long frame (capmix.validation).
+"""Great Expectations validation of the long frame (capmix.data.validation).
 
 Each bad case must fail with the responsible expectation *named* in the error message; the
 JSON result and the Data Docs site must be written atomically under out_dir.
@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from capmix.data import Series, to_frame
-from capmix.synthetic import GeneratorConfig, generate
-from capmix.validation import DataValidationError, ValidationConfig, ValidationReport, validate_frame
+from capmix.data.canonical import Series, to_frame
+from capmix.data.synthetic import GeneratorConfig, generate
+from capmix.data.validation import DataValidationError, ValidationConfig, ValidationReport, validate_frame
 
 WINDOW = 32
 CHANNELS = ["ch0", "ch1", "ch2"]

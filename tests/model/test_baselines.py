@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from capmix.config import detector_config, load_params
-from capmix.detector import NotFittedError
-from capmix.metrics import auc_scores
-from capmix.methods import METHODS, build_detector
+from capmix.detectors.capmix.detector import NotFittedError
+from capmix.evaluation.metrics import auc_scores
+from capmix.detectors.methods import METHODS, build_detector
 
 BASELINES = [m for m, (kind, _) in METHODS.items() if kind == "baseline"]
 

@@ -1,17 +1,17 @@
-"""CoADDetector (capmix/coad.py): interface, persistence, determinism, and that it learns."""
+"""CoADDetector (capmix/detectors/coad.py): interface, persistence, determinism, and that it learns."""
 
 import json
 
 import numpy as np
 import pytest
 
-from capmix.coad import CoADConfig, CoADDetector
+from capmix.detectors.coad import CoADConfig, CoADDetector
 from capmix.config import detector_config, load_params
-from capmix.detector import ModelFileError, NotFittedError
-from capmix.detectors import load_detector, run_config
-from capmix.evaluation import aggregate, evaluate_series
-from capmix.methods import build_detector
-from capmix.synthetic import GeneratorConfig, generate
+from capmix.detectors.capmix.detector import ModelFileError, NotFittedError
+from capmix.detectors.registry import load_detector, run_config
+from capmix.evaluation.evaluate import aggregate, evaluate_series
+from capmix.detectors.methods import build_detector
+from capmix.data.synthetic import GeneratorConfig, generate
 
 #: small and fast: a fixed window, few random windows per epoch
 FAST = dict(window=32, epochs=2, windows_per_epoch=256, hidden=8, layers=1, device="cpu",

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from capmix.baselines import RandomScorer
+from capmix.detectors.baselines import RandomScorer
 from capmix.config import detector_config, load_params
-from capmix.detector import CAPMixDetector
-from capmix.evaluation import aggregate, evaluate_series
-from capmix.synthetic import GeneratorConfig, generate
+from capmix.detectors.capmix.detector import CAPMixDetector
+from capmix.evaluation.evaluate import aggregate, evaluate_series
+from capmix.data.synthetic import GeneratorConfig, generate
 
 pytestmark = pytest.mark.slow
 

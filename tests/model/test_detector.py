@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from capmix import CAPMixDetector, DetectorConfig
-from capmix.detector import ModelFileError, NotFittedError
+from capmix.detectors.capmix.detector import ModelFileError, NotFittedError
 
 FAST = dict(window=32, stride=8, kernel=4, features=16, max_epochs=3, min_epochs=1, min_patch=6, batch_size=128)
 
@@ -148,7 +148,7 @@ def test_variants_are_configurations(variant):
 
 
 def test_hard_label_ablation_zeroes_soft_labels():
-    from capmix.training import build_training_data
+    from capmix.detectors.capmix.training import build_training_data
     cfg = DetectorConfig(**FAST, gamma=1.01, soft_labels=False)
     data = build_training_data(_series().astype(np.float32), None, cfg, np.random.default_rng(0))
     assert set(np.unique(data.y_train)) <= {0.0, 1.0}
@@ -159,7 +159,7 @@ def test_hard_label_ablation_zeroes_soft_labels():
 
 def test_prepare_save_load_fit_equals_fit(tmp_path):
     """The pipeline's split (augment task -> npz -> train task) gives the same model as fit."""
-    from capmix.training import AugmentedData
+    from capmix.detectors.capmix.training import AugmentedData
 
     x = _series(c=2)
     direct = CAPMixDetector(**FAST, seed=3).fit(x)

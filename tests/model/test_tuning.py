@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from capmix.config import DetectorConfig
-from capmix.data import Series
-from capmix.synthetic import GeneratorConfig, generate
+from capmix.data.canonical import Series
+from capmix.data.synthetic import GeneratorConfig, generate
 from capmix.tuning import (
     LAYER_CHOICES,
     TuneConfig,

@@ -26,7 +26,7 @@ def harness():
 
 @pytest.fixture
 def params_file(tmp_path):
-    from capmix.synthetic import GeneratorConfig, generate_dataset
+    from capmix.data.synthetic import GeneratorConfig, generate_dataset
 
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     # the default data is a DVC output (not in a fresh clone): generate a small copy of it

@@ -93,8 +93,8 @@ def flow_run(tmp_path_factory):
 
 
 def test_coad_flow_trains_evaluates_and_registers(flow_run):
-    from capmix.coad import CoADDetector
-    from capmix.data import read_dataset
+    from capmix.detectors.coad import CoADDetector
+    from capmix.data.canonical import read_dataset
     from flows.registry import load_bundle
 
     root, summary, client, _ = flow_run

@@ -27,8 +27,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from capmix.data import read_dataset, to_frame
-from capmix.validation import DataValidationError
+from capmix.data.canonical import read_dataset, to_frame
+from capmix.data.validation import DataValidationError
 from flows.registry import CHALLENGER, CHAMPION, HISTORY_TAG, champion_history, rollback
 from flows.tasks import file_digest
 

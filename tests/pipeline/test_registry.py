@@ -23,7 +23,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from capmix.detector import CAPMixDetector
+from capmix.detectors.capmix.detector import CAPMixDetector
 from flows.registry import (
     CHALLENGER,
     CHAMPION,

@@ -7,8 +7,8 @@ Counts, shapes, label values and anomaly ratios per dataset, plus one hand-check
 import numpy as np
 import pytest
 
-from capmix.data import to_frame
-from capmix.loaders import load_aiops, load_asd, load_dataset, load_nab, load_smap_msl, load_smd
+from capmix.data.canonical import to_frame
+from capmix.data.loaders import load_aiops, load_asd, load_dataset, load_nab, load_smap_msl, load_smd
 
 pytestmark = pytest.mark.realdata
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from capmix.config import detector_config, load_params
-from capmix.detector import CAPMixDetector
-from capmix.evaluation import aggregate, evaluate_series
-from capmix.loaders import load_ucr
+from capmix.detectors.capmix.detector import CAPMixDetector
+from capmix.evaluation.evaluate import aggregate, evaluate_series
+from capmix.data.loaders import load_ucr
 
 pytestmark = pytest.mark.realdata
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from relhelpers import CHANNELS, TINY, signal
 
-from capmix.data import to_frame
-from capmix.detector import CAPMixDetector
-from capmix.synthetic import GeneratorConfig, generate
+from capmix.data.canonical import to_frame
+from capmix.detectors.capmix.detector import CAPMixDetector
+from capmix.data.synthetic import GeneratorConfig, generate
 
 
 @pytest.fixture(scope="session")

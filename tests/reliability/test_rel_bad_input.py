@@ -63,7 +63,7 @@ def test_ingest_good_table_writes_the_canonical_file(tmp_path, raw_frame):
     out = tmp_path / "data" / "series.parquet"
     result = runner.invoke(app, ["ingest", "--input", str(src), "--out", str(out), "--params", str(_params(tmp_path))])
     assert result.exit_code == 0, result.output
-    from capmix.data import read_dataset
+    from capmix.data.canonical import read_dataset
 
     series = read_dataset(out)
     assert [s.name for s in series] == ["synthetic-000", "synthetic-001"] and series[0].channels == ("ch0", "ch1")
@@ -173,7 +173,7 @@ def _scoring_frame(n: int = 3000) -> pd.DataFrame:
 
 
 def test_score_good_file_in_chunks(tmp_path, model_dir):
-    from capmix.detector import CAPMixDetector
+    from capmix.detectors.capmix.detector import CAPMixDetector
 
     frame = _scoring_frame()
     frame.to_csv(tmp_path / "in.csv", index=False)
@@ -311,7 +311,7 @@ def test_score_with_a_broken_model_directory(tmp_path, model_dir, how, needle):
     ("max_epochs", "ten", "train.max_epochs = 'ten': Input should be a valid integer"),
 ])
 def test_params_with_wrong_type_or_out_of_range(tmp_path, raw_frame, key, value, needle):
-    from capmix.data import from_frame, write_dataset
+    from capmix.data.canonical import from_frame, write_dataset
 
     params = _params(tmp_path, **{key: value})
     write_dataset(from_frame(raw_frame), tmp_path / "data" / "series.parquet")

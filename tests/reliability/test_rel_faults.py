@@ -178,7 +178,7 @@ sys.exit(main(["--params", sys.argv[1]]))
 def _champion_scores(env, ws) -> np.ndarray:
     from mlflow.models import Model
 
-    from capmix.data import read_dataset, to_frame
+    from capmix.data.canonical import read_dataset, to_frame
     from flows.registry import ARTIFACT_KEY, CAPMixBundleModel
 
     mlflow.set_tracking_uri(env.uri)
@@ -220,7 +220,7 @@ RACER = """
 import sys, time
 from pathlib import Path
 import mlflow
-from capmix.data import read_dataset, to_frame
+from capmix.data.canonical import read_dataset, to_frame
 from flows.registry import log_bundle, promote_if_better, registry_lock
 uri, name, models, data, go = sys.argv[1:6]
 mlflow.set_tracking_uri(uri); mlflow.set_registry_uri(uri); mlflow.set_experiment("capmix-faults")

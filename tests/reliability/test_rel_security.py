@@ -20,7 +20,7 @@ import pytest
 import torch
 from relhelpers import leftovers, signal as sig
 
-from capmix.detector import CAPMixDetector, ModelFileError, _sha256_file
+from capmix.detectors.capmix.detector import CAPMixDetector, ModelFileError, _sha256_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,7 +58,7 @@ def test_training_checkpoint_with_code_is_ignored_not_executed(tmp_path):
 
 
 def test_esa_pickle_with_code_is_refused(tmp_path):
-    from capmix.loaders import UnsafePickleError, safe_read_pickle
+    from capmix.data.loaders import UnsafePickleError, safe_read_pickle
 
     marker, path = tmp_path / "pwned", tmp_path / "channel_1.zip"
     with zipfile.ZipFile(path, "w") as z:

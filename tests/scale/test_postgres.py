@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from capmix.detector import CAPMixDetector
+from capmix.detectors.capmix.detector import CAPMixDetector
 
 ROOT = Path(__file__).resolve().parents[2]
 SERIES = ("pg-a", "pg-b")
@@ -101,7 +101,7 @@ WORKER = textwrap.dedent(
     import numpy as np
     import optuna
     from capmix.config import DetectorConfig
-    from capmix.data import Series
+    from capmix.data.canonical import Series
     from capmix.tuning import TuneConfig, tune, study_result
 
     storage, worker, barrier, total = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
@@ -135,7 +135,7 @@ WORKER = textwrap.dedent(
 def test_optuna_study_shared_by_two_worker_processes(postgres, tmp_path):
     import optuna
 
-    from capmix.data import Series  # noqa: F401  (the worker script's import must exist)
+    from capmix.data.canonical import Series  # noqa: F401  (the worker script's import must exist)
 
     url = postgres.create_database("optuna")
     script = tmp_path / "worker.py"

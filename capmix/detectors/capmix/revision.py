@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from capmix.dtw import dtw_to_reference
+from capmix.detectors.capmix.dtw import dtw_to_reference
 
 
 @dataclass(frozen=True)

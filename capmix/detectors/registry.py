@@ -36,12 +36,12 @@ def run_config(params: dict[str, Any], preset: str | None = None, **capmix_overr
     ``capmix_overrides`` (tuned gamma/alpha, seeds) apply to the CAPMix config; for CoAD only the
     keys CoAD shares with it (``seed``) or its own keys are passed on.
     """
-    from capmix.methods import build_detector
+    from capmix.detectors.methods import build_detector
 
     name = detector_name(params)
     if name == "capmix":
         return detector_config(params, preset=preset, **capmix_overrides)
-    from capmix.coad import CoADConfig
+    from capmix.detectors.coad import CoADConfig
 
     own = {k: v for k, v in capmix_overrides.items() if k in CoADConfig.model_fields and k != "seed"}
     seed = capmix_overrides.get("seed")
@@ -53,10 +53,10 @@ def run_config(params: dict[str, Any], preset: str | None = None, **capmix_overr
 def make_detector(cfg: Any) -> Any:
     """An unfitted detector for a ``DetectorConfig`` or a ``CoADConfig``."""
     if isinstance(cfg, DetectorConfig):
-        from capmix.detector import CAPMixDetector
+        from capmix.detectors.capmix.detector import CAPMixDetector
 
         return CAPMixDetector(cfg)
-    from capmix.coad import CoADConfig, CoADDetector
+    from capmix.detectors.coad import CoADConfig, CoADDetector
 
     if isinstance(cfg, CoADConfig):
         return CoADDetector(cfg)
@@ -66,7 +66,7 @@ def make_detector(cfg: Any) -> Any:
 def config_from_dict(d: dict[str, Any]) -> Any:
     """Rebuild a config from its ``model_dump()`` (what Prefect tasks pass around)."""
     if d.get("detector") == "coad":
-        from capmix.coad import CoADConfig
+        from capmix.detectors.coad import CoADConfig
 
         return CoADConfig.model_validate(d)
     return DetectorConfig.model_validate(d)
@@ -74,7 +74,7 @@ def config_from_dict(d: dict[str, Any]) -> Any:
 
 def saved_kind(path: str | Path) -> str:
     """Which detector a saved model directory holds (checksums are verified by its ``load``)."""
-    from capmix.detector import ModelFileError
+    from capmix.detectors.capmix.detector import ModelFileError
 
     cfg = Path(path) / "config.json"
     try:
@@ -91,10 +91,10 @@ def saved_kind(path: str | Path) -> str:
 def load_detector(path: str | Path, device: str | None = None) -> Any:
     """Load a saved CAPMix or CoAD detector, whichever ``path`` holds."""
     if saved_kind(path) == "coad":
-        from capmix.coad import CoADDetector
+        from capmix.detectors.coad import CoADDetector
 
         return CoADDetector.load(path, device=device)
-    from capmix.detector import CAPMixDetector
+    from capmix.detectors.capmix.detector import CAPMixDetector
 
     return CAPMixDetector.load(path, device=device)
 

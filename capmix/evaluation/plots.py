@@ -123,7 +123,7 @@ def plot_study_lines(rows, path: str | Path, x_of, line_key: str, panels, xlabel
 
 def plot_sensitivity(rows, path: str | Path, title: str, key: str = "window/oracle/rpa_f1_eq13") -> Path:
     """RPA-F1 against alpha, one line per gamma, one panel per dataset (Fig. 8 style)."""
-    from capmix.studies import parse_point
+    from capmix.evaluation.studies import parse_point
 
     datasets = sorted({r["dataset"] for r in rows})
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.6), layout="constrained", squeeze=False)

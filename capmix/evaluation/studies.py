@@ -1,7 +1,7 @@
 """The paper's two studies as benchmark plans, and the paper's own numbers to compare with.
 
 * ``contamination`` (Fig. 5): CAPMix vs CAP as the training period is polluted with 0.5x
-  to 8x unlabelled copies of its real anomalies (``capmix.contamination``).
+  to 8x unlabelled copies of its real anomalies (``capmix.evaluation.contamination``).
 * ``sensitivity`` (Fig. 8): RPA-F1 over a gamma x alpha grid, one univariate and one
   multivariate dataset.
 
@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from capmix.benchmark import BenchmarkConfig, Cell
-from capmix.data import Series
+from capmix.evaluation.benchmark import BenchmarkConfig, Cell
+from capmix.data.canonical import Series
 
 #: Paper Table III (RPA-F1 %, mean over 10 runs) and Table IV for the methods we run.
 #: ``mp`` is our matrix-profile stand-in for DAMP; ``random`` is RAS.
@@ -80,7 +80,7 @@ class ContaminationStudy(_Study):
                 for s in series[self.dataset]]
 
     def plot(self, rows: Sequence[dict[str, Any]], path: Path) -> Path:
-        from capmix.plots import plot_study_lines
+        from capmix.evaluation.plots import plot_study_lines
 
         return plot_study_lines(rows, path, x_of=lambda st: float(st[1:]), line_key="method",
                                 panels=[("window/oracle/rpa_f1_eq13", "RPA-F1 (oracle)"),
@@ -110,7 +110,7 @@ class SensitivityStudy(_Study):
                 for seed in self.seeds or seeds for s in series[ds]]
 
     def plot(self, rows: Sequence[dict[str, Any]], path: Path) -> Path:
-        from capmix.plots import plot_sensitivity
+        from capmix.evaluation.plots import plot_sensitivity
 
         return plot_sensitivity(rows, path, title=self.title)
 

@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-from capmix.metrics import (
+from capmix.evaluation.metrics import (
     KINDS,
     anomalous_runs,
     as_labels,

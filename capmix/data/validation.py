@@ -1,4 +1,4 @@
-"""Great Expectations data validation of a dataset's long frame (see :mod:`capmix.data`).
+"""Great Expectations data validation of a dataset's long frame (see :mod:`capmix.data.canonical`).
 
 One suite pair per dataset kind (``univariate`` / ``multivariate``), run on two batches:
 
@@ -37,7 +37,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from capmix.atomic import atomic_dir, atomic_file
-from capmix.data import LABEL_COL, RESERVED_COLUMNS, SERIES_COL, SPLIT_COL, SPLIT_TEST, SPLIT_TRAIN, TIMESTAMP_COL
+from capmix.data.canonical import LABEL_COL, RESERVED_COLUMNS, SERIES_COL, SPLIT_COL, SPLIT_TEST, SPLIT_TRAIN, TIMESTAMP_COL
 
 __all__ = [
     "DataValidationError",
@@ -236,7 +236,7 @@ def build_suites(cfg: ValidationConfig, channels: Sequence[str]) -> _Suites:
         add(
             frame_suite,
             E.ExpectColumnToExist(column=col),
-            f"add the {col!r} column; build frames with capmix.data.to_frame (columns {list(RESERVED_COLUMNS)} + channels)",
+            f"add the {col!r} column; build frames with capmix.data.canonical.to_frame (columns {list(RESERVED_COLUMNS)} + channels)",
         )
     n_reserved = len(RESERVED_COLUMNS)
     if kind == "univariate":
@@ -736,7 +736,7 @@ def _build_docs_atomic(context: Any, target: Path) -> Path:
 
 
 def validate_frame(frame: pd.DataFrame, cfg: ValidationConfig, out_dir: str | os.PathLike[str]) -> ValidationReport:
-    """Validate a long frame (``capmix.data.to_frame`` form) for ``cfg``; write JSON + Data Docs.
+    """Validate a long frame (``capmix.data.canonical.to_frame`` form) for ``cfg``; write JSON + Data Docs.
 
     Never raises for bad data (call ``report.raise_for_failures()``); ``report.frame`` is the
     frame to continue with (imputed when ``cfg.impute`` is set, else the input itself).

@@ -3,7 +3,7 @@
 A classification module, trained on synthetic anomalies (outlier exposure) at patch
 granularity, predicts per-patch anomaly probabilities; these become soft masks of a masked
 reconstruction module; the final score is the mean of the two streams. Same interface as
-:class:`~capmix.detector.CAPMixDetector`: ``__init__`` stores the config only, ``fit`` returns
+:class:`~capmix.detectors.capmix.detector.CAPMixDetector`: ``__init__`` stores the config only, ``fit`` returns
 ``self``, learned state ends in ``_``, ``decision_function`` gives one score per point (higher =
 more anomalous), ``threshold_`` is the deployable threshold, ``save``/``load`` are weights-only
 and checksummed.
@@ -47,9 +47,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from capmix.detector import NotFittedError, as_labels, as_series, data_digest
+from capmix.detectors.capmix.detector import NotFittedError, as_labels, as_series, data_digest
 from capmix.modelfiles import ModelFileError, read_model_dir, versions, write_model_dir
-from capmix.training import _INIT_LOCK, EpochLog, resolve_device
+from capmix.detectors.capmix.training import _INIT_LOCK, EpochLog, resolve_device
 from capmix.windows import StandardScaler
 
 FORMAT_VERSION = 1

@@ -12,8 +12,8 @@ from dataclasses import astuple, dataclass, field
 
 import numpy as np
 
-from capmix.metrics import Counts, EventCounts, auc_scores, micro_prf, n_events, score_counts, weighted_f1
-from capmix.thresholds import UCRResult, oracle_threshold, ucr_protocol
+from capmix.evaluation.metrics import Counts, EventCounts, auc_scores, micro_prf, n_events, score_counts, weighted_f1
+from capmix.evaluation.thresholds import UCRResult, oracle_threshold, ucr_protocol
 from capmix.windows import n_windows, window_labels
 
 GRANULARITIES = ("window", "point")

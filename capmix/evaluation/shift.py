@@ -153,7 +153,7 @@ def synthetic_sets(detector: Any, series: Any, rng: np.random.Generator,
     the ones its training used. Training labels are left out so that only injected windows count
     as synthetic anomalies.
     """
-    from capmix.detector import CAPMixDetector
+    from capmix.detectors.capmix.detector import CAPMixDetector
 
     cfg = detector.config
     x_train = series.train[0]

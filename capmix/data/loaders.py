@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from capmix.data import Series
+from capmix.data.canonical import Series
 
 #: UCR anomaly archive file name: NNN_UCR_Anomaly_<name>_<trainEnd>_<anomStart>_<anomEnd>.txt[.xz]
 UCR_NAME = re.compile(r"^(\d{3})_UCR_Anomaly_(.+)_(\d+)_(\d+)_(\d+)\.txt(\.xz)?$")

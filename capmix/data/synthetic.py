@@ -52,7 +52,7 @@ import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from scipy.signal import lfilter
 
-from capmix.data import Series, default_channel_names, write_dataset
+from capmix.data.canonical import Series, default_channel_names, write_dataset
 
 __all__ = [
     "ALL_ANOMALY_TYPES",

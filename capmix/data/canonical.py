@@ -280,7 +280,7 @@ def _check_homogeneous(series: Sequence[Series]) -> tuple[tuple[str, ...], str]:
         raise ValueError("No series given. Fix: pass a non-empty list of Series.")
     for s in series:
         if not isinstance(s, Series):
-            raise ValueError(f"Expected Series objects, got {type(s).__name__}. Fix: build capmix.data.Series.")
+            raise ValueError(f"Expected Series objects, got {type(s).__name__}. Fix: build capmix.data.canonical.Series.")
     names = [s.name for s in series]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

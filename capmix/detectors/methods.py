@@ -21,7 +21,7 @@ Builder = Callable[[DetectorConfig, dict[str, Any], int], Any]
 
 def _capmix(variant: str) -> Builder:
     def build(cfg: DetectorConfig, kw: dict[str, Any], seed: int):
-        from capmix.detector import CAPMixDetector
+        from capmix.detectors.capmix.detector import CAPMixDetector
 
         return CAPMixDetector(cfg.replace(variant=variant, seed=seed, **kw))
 
@@ -30,7 +30,7 @@ def _capmix(variant: str) -> Builder:
 
 def _baseline(cls_name: str) -> Builder:
     def build(cfg: DetectorConfig, kw: dict[str, Any], seed: int):
-        from capmix import baselines
+        from capmix.detectors import baselines
 
         cls = getattr(baselines, cls_name)
         return cls(window=cfg.window, stride=cfg.stride, threshold_z=cfg.threshold_z,
@@ -99,7 +99,7 @@ def build_detector(method: str, cfg: DetectorConfig, params: dict[str, Any], see
 
 
 def _coad(cfg: DetectorConfig, kw: dict[str, Any], seed: int):
-    from capmix.coad import build_coad  # torch-heavy: imported only when CoAD is built
+    from capmix.detectors.coad import build_coad  # torch-heavy: imported only when CoAD is built
 
     return build_coad(cfg, kw, seed)
 

@@ -20,10 +20,10 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from capmix.atomic import atomic_file
-from capmix.augment import cut_add_paste
+from capmix.detectors.capmix.augment import cut_add_paste
 from capmix.config import DetectorConfig
-from capmix.model import TCN, soft_cross_entropy
-from capmix.revision import Revision, normal_centre, revise
+from capmix.detectors.capmix.network import TCN, soft_cross_entropy
+from capmix.detectors.capmix.revision import Revision, normal_centre, revise
 from capmix.windows import sliding_windows, window_labels
 
 

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from capmix.config import DetectorConfig
-from capmix.model import TCN, fuse_for_inference
+from capmix.detectors.capmix.network import TCN, fuse_for_inference
 from capmix.modelfiles import ModelFileError, read_model_dir, versions, write_model_dir
 from capmix.modelfiles import sha256_file as _sha256_file  # noqa: F401  (kept for callers)
-from capmix.training import (
+from capmix.detectors.capmix.training import (
     AugmentedData,
     EpochLog,
     build_training_data,

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from capmix.detector import NotFittedError, as_series
+from capmix.detectors.capmix.detector import NotFittedError, as_series
 from capmix.windows import StandardScaler, point_scores, sliding_windows
 
 

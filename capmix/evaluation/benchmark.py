@@ -27,9 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from capmix.atomic import write_text
 from capmix.config import detector_config
-from capmix.data import Series
-from capmix.evaluation import SeriesResult, aggregate, evaluate_series
-from capmix.methods import METHODS, build_detector, check_methods, method_params
+from capmix.data.canonical import Series
+from capmix.evaluation.evaluate import SeriesResult, aggregate, evaluate_series
+from capmix.detectors.methods import METHODS, build_detector, check_methods, method_params
 
 #: Columns of the Markdown report: (header, aggregate key). Window granularity is the paper's.
 REPORT_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -130,11 +130,11 @@ class CellResult:
 def load_benchmark_dataset(name: str, spec: DatasetSpec, root: str, subset: int | None) -> list[Series]:
     """A dataset by loader name (``ucr``, ``aiops``, ...) or from canonical Parquet (``spec.path``)."""
     if spec.path is not None:
-        from capmix.data import read_dataset
+        from capmix.data.canonical import read_dataset
 
         series = read_dataset(spec.path)
         return series[:subset] if subset else series
-    from capmix.loaders import load_dataset
+    from capmix.data.loaders import load_dataset
 
     return load_dataset(name, root, subset=subset)
 
@@ -195,7 +195,7 @@ def _cell_config(params: dict[str, Any], spec: DatasetSpec, max_epochs: int | No
 def run_cell(cell: Cell, series: Series, params: dict[str, Any], spec: DatasetSpec,
              out_dir: str | Path, max_epochs: int | None = None) -> CellResult:
     """Fit, score and evaluate one cell; write its JSON atomically and return it."""
-    from capmix.contamination import contaminate
+    from capmix.evaluation.contamination import contaminate
 
     overrides = dict(cell.overrides)
     cfg = _cell_config(params, spec, max_epochs)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from capmix.metrics import anomalous_runs
+from capmix.evaluation.metrics import anomalous_runs
 
 
 def contaminate(x: np.ndarray, y: np.ndarray | None, factor: float,
