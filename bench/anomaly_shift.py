@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from capmix.config import detector_config, load_params  # noqa: E402
 from capmix.detectors.capmix.detector import CAPMixDetector  # noqa: E402
-from capmix.pipeline import write_csv, write_json  # noqa: E402
+from capmix.atomic import write_json  # noqa: E402
+from capmix.pipeline import write_csv  # noqa: E402
 from capmix.evaluation.shift import anomaly_shift, numbers, plot_shift_umap  # noqa: E402
 
 

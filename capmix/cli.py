@@ -14,6 +14,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from capmix.atomic import write_error
+from capmix.telemetry import switch_off
+
+switch_off()  # DVC stages and `python -m capmix.cli` run through here; the flows' entry points switch it off too
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(stderr=True)
 
@@ -25,13 +30,6 @@ def _fail(message: str) -> None:
     console.print("[bold red]error:[/] ", end="")
     console.print(message, markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
-
-
-def _io_error(exc: OSError) -> str:
-    """A file-system error (disk full, read-only or missing directory) as problem + fix."""
-    where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-    return (f"cannot write{where}: {exc.strerror or exc}. Nothing was replaced: the previous outputs are "
-            "untouched. Fix: free disk space, or choose a writable output directory")
 
 
 @contextmanager
@@ -46,7 +44,7 @@ def _user_errors() -> Iterator[None]:
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     except OSError as exc:
-        _fail(_io_error(exc))
+        _fail(write_error(exc))
 
 
 def _params(path: Path) -> dict[str, Any]:
@@ -86,7 +84,7 @@ def generate(params: ParamsOpt = Path("params.yaml")) -> None:
     try:
         generate_dataset(cfg, out)
     except OSError as exc:
-        _fail(_io_error(exc))
+        _fail(write_error(exc))
     console.print(f"wrote {out}")
 
 
@@ -122,7 +120,8 @@ def train_all(p: dict[str, Any], models: Path, preset: str | None = None) -> lis
             trained = train_series(s, cfg, models, on_epoch=on_epoch)
             summaries.append(trained.summary())
             prog.advance(outer)
-    from capmix.pipeline import write_csv, write_json
+    from capmix.atomic import write_json
+    from capmix.pipeline import write_csv
 
     write_json({"series": summaries, "config": cfg.model_dump()}, models / "summary.json")
     write_csv(history, Path("plots") / "training.csv")

@@ -8,12 +8,13 @@ pipeline always builds its config from the params file.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from capmix.redaction import URL_PASSWORD, is_secret_key
 
 Variant = Literal["cap", "cap-gamma", "cap-mix", "capmix"]
 
@@ -136,11 +137,6 @@ class ParamsError(ValueError):
     """params.yaml holds a value of the wrong type, out of range, or a credential."""
 
 
-#: Keys that name a credential; params.yaml is committed, so such values must come from the environment.
-_SECRET_KEY = re.compile(r"pass(word|wd)?|secret|token|api[_-]?key|credential|private[_-]?key|access[_-]?key",
-                         re.IGNORECASE)
-#: scheme://user:password@host: a password inside a URL.
-_URL_PASSWORD = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]*:[^/@\s]+@")
 
 
 def _credentials(node: Any, where: str = "") -> list[str]:
@@ -149,14 +145,14 @@ def _credentials(node: Any, where: str = "") -> list[str]:
     if isinstance(node, dict):
         for k, v in node.items():
             key = f"{where}.{k}" if where else str(k)
-            if _SECRET_KEY.search(str(k)) and v not in (None, "", False):
+            if is_secret_key(k) and v not in (None, "", False):
                 found.append(key)
             else:
                 found += _credentials(v, key)
     elif isinstance(node, list):
         for i, v in enumerate(node):
             found += _credentials(v, f"{where}[{i}]")
-    elif isinstance(node, str) and _URL_PASSWORD.search(node):
+    elif isinstance(node, str) and URL_PASSWORD.search(node):
         found.append(where)
     return found
 

@@ -8,50 +8,23 @@ return values, so both orchestrators wrap the very same code.
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
-from capmix.atomic import atomic_file
-from capmix.config import DetectorConfig
+from capmix.atomic import atomic_file, write_json
 from capmix.data.canonical import Series, read_dataset
-from capmix.detectors.capmix.detector import CAPMixDetector
-from capmix.detectors.registry import eval_segments, load_detector, make_detector
+from capmix.detectors.base import BaseDetector
+from capmix.detectors.registry import load_detector
 from capmix.evaluation.evaluate import SeriesResult, aggregate, evaluate_series
 from capmix.detectors.capmix.training import EpochLog
 
 
-class DatasetConfig(BaseModel):
-    """Which data the pipeline runs on (params.yaml ``dataset``)."""
-
-    model_config = ConfigDict(extra="forbid")
-    name: str = "default"
-    path: str = "data/default/series.parquet"
-    root: str = "../shared/datasets"
-    subset: int | None = Field(None, ge=1)
-
-
-class EvaluateConfig(BaseModel):
-    """params.yaml ``evaluate``."""
-
-    model_config = ConfigDict(extra="forbid")
-    granularity: str = Field("window", pattern="^(window|point)$")
-    protocols: list[str] = ["validation", "oracle"]
-    ucr_widen: int | None = Field(None, ge=0, description="set: also report the UCR protocol")
-    max_plots: int = Field(4, ge=0)
-
-
-def write_json(obj: Any, path: str | Path) -> Path:
-    """Atomic JSON write: readers never see half a file."""
-    with atomic_file(path) as tmp, open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=float)
-        f.write("\n")
-    return Path(path)
+# the sections' models live with the other params models (capmix/params.py); re-exported here
+from capmix.params import DatasetConfig, EvaluateConfig  # noqa: E402
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
@@ -75,52 +48,46 @@ def load_series(cfg: DatasetConfig) -> list[Series]:
 class TrainedSeries:
     series: str
     model_dir: Path
-    detector: Any  #: a CAPMixDetector or a CoADDetector (params ``detector``)
+    detector: Any  #: any fitted detector (params ``detector``)
 
     def summary(self) -> dict[str, Any]:
         d = self.detector
-        last = d.history_[-1] if d.history_ else None
+        report = d.fit_report()
+        history = getattr(d, "history_", None) or []  # per-epoch logs of the trained detectors
         return {
             "series": self.series,
             "threshold": d.threshold_,
-            "best_epoch": d.best_epoch_,
-            "epochs": len(d.history_),
-            "final_val_auc": last.val_auc if last else None,
-            **{f"aug_{k}": v for k, v in getattr(d, "augmentation_", {}).items()},
+            "best_epoch": report.get("best_epoch"),
+            "epochs": report.get("epochs"),
+            "final_val_auc": history[-1].val_auc if history else None,
+            **{f"aug_{k}": v for k, v in (report.get("augmentation") or {}).items()},
         }
 
 
 def train_series(
     series: Series,
-    cfg: DetectorConfig | Any,
+    detector: Any,
     models_dir: str | Path,
     on_epoch: Callable[[EpochLog], None] | None = None,
 ) -> TrainedSeries:
-    """Fit one detector on the training period of ``series`` and save it under ``models_dir/<name>``.
-
-    ``cfg`` picks the detector: a ``DetectorConfig`` (CAPMix) or a ``CoADConfig`` (CoAD).
-    """
+    """Fit an unfitted ``detector`` (``capmix.build_detector``) on the training period of ``series``
+    and save it under ``models_dir/<name>``."""
     x, y = series.train
-    det = make_detector(cfg).fit(x, y, on_epoch=on_epoch)
+    det = detector.fit(x, y, on_epoch=on_epoch)
     det.channels_ = series.channels  # saved with the model: scoring checks channels by name
     out = det.save(Path(models_dir) / series.name)
     return TrainedSeries(series.name, out, det)
 
 
-def score_series(detector: CAPMixDetector, series: Series) -> np.ndarray:
-    """Point scores of the test period."""
-    return detector.decision_function(series.test[0])
-
-
 def evaluate_one(
-    detector: CAPMixDetector, series: Series, cfg: EvaluateConfig
+    detector: BaseDetector, series: Series, cfg: EvaluateConfig
 ) -> tuple[SeriesResult, np.ndarray]:
     """Score the test period and compute every metric; returns the result and the point scores."""
     x, y = series.test
     if y is None:
         raise ValueError(f"series {series.name} has no test labels; evaluation needs labelled test data")
     scores = detector.decision_function(x)
-    window, stride = eval_segments(detector)  # CoAD is judged on the dataset's CAPMix segments
+    window, stride = detector.segments  # e.g. CoAD is judged on the dataset's CAPMix segments
     res = evaluate_series(
         series.name,
         scores,

@@ -32,7 +32,6 @@ import pyarrow.parquet as pq
 
 from capmix.atomic import atomic_file
 from capmix.data.canonical import LABEL_COL, RESERVED_COLUMNS, SERIES_COL, TIMESTAMP_COL
-from capmix.windows import sliding_windows
 
 CSV_SUFFIXES = (".csv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -220,52 +219,6 @@ class _Checker:
 
 
 # ------------------------------------------------------------------------------------ scoring
-def score_chunks(det: Any, chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-    """Point scores of the concatenation of ``chunks`` ((n, C) arrays), emitted chunk by chunk.
-
-    Bit-identical to ``det.decision_function(np.concatenate(chunks))``: windows are scored in the
-    same batches of ``score_batch_size`` windows (counted from the series' first window), so even
-    the floating-point reductions inside the network see the same batches.
-    """
-    if not hasattr(det, "_score"):
-        # CoAD has no fixed window grid (overlapping windows averaged, a tail window): it scores the
-        # whole series at once, same numbers as decision_function, memory not bounded by chunk_rows
-        yield det.decision_function(np.concatenate(list(chunks))).astype(np.float32)
-        return
-    W, s, B = det.config.window, det.config.stride, det.config.score_batch_size
-    buf = np.zeros((0, det.n_channels_))  # raw points from the start of the next window to score
-    last = None  # score of the last window scored (the tail gets it)
-    n_read = 0
-
-    def complete(n_points: int) -> int:
-        return (n_points - W) // s + 1 if n_points >= W else 0
-
-    def emit(n: int) -> np.ndarray:
-        scores = det._score(sliding_windows(det.scaler_.transform(buf[: (n - 1) * s + W]), W, s))
-        return np.repeat(scores, s)  # window i scores points [i*s, (i+1)*s) of the buffer
-
-    for x in chunks:
-        n_read += x.shape[0]
-        buf = np.concatenate([buf, x]) if buf.size else x
-        n = complete(buf.shape[0]) // B * B  # whole batches only; the rest waits for more points
-        if n:
-            out = emit(n)
-            last = out[-1]
-            yield out
-            buf = buf[n * s :]
-    n = complete(buf.shape[0])
-    if n:
-        out = emit(n)
-        last = out[-1]
-        yield out
-        buf = buf[n * s :]
-    if last is None:
-        raise InputError(f"the series has {n_read} points, fewer than one window ({W}). "
-                         "Fix: score at least one full window of points")
-    if buf.shape[0]:
-        yield np.full(buf.shape[0], last, dtype=np.float32)
-
-
 def score_file(
     det: Any,
     input_path: str | os.PathLike[str],
@@ -304,7 +257,7 @@ def score_file(
     with atomic_file(dst, suffix=dst.suffix or ".tmp") as tmp:
         writer = None
         try:
-            for scores in score_chunks(det, values()):
+            for scores in det.score_chunks(values()):
                 alarm = scores > threshold
                 cols: dict[str, Any] = {}
                 if has_ts[0]:

@@ -34,6 +34,7 @@ import optuna
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from capmix.redaction import redact
 from capmix.atomic import atomic_file, write_text
 from capmix.config import DetectorConfig
 from capmix.data.canonical import Series
@@ -155,17 +156,7 @@ def _public_params(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _mask_url(url: str | None) -> str | None:
-    if url is None:
-        return None
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a parseable URL: hide everything between '://' and '@'
-        head, sep, tail = url.partition("://")
-        if sep and "@" in tail:
-            return f"{head}://***@{tail.split('@', 1)[1]}"
-        return url
+    return None if url is None else redact(url)
 
 
 def _open_storage(url: str | None) -> optuna.storages.BaseStorage | None:

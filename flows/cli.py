@@ -29,7 +29,7 @@ def promote(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Move the production alias (champion) to VERSION by hand; the history is kept in tags."""
-    from flows.registry import promote as do_promote
+    from flows.promotion import promote as do_promote
 
     p = _params(params)
     name = p.get("register", {}).get("model_name", "capmix")
@@ -46,7 +46,7 @@ def rollback(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Move champion back to the previous champion."""
-    from flows.registry import rollback as do_rollback
+    from flows.promotion import rollback as do_rollback
 
     p = _params(params)
     name = p.get("register", {}).get("model_name", "capmix")

@@ -5,15 +5,9 @@ from pathlib import Path
 
 import pytest
 
-for key, value in {
-    "DO_NOT_TRACK": "true",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DVC_NO_ANALYTICS": "1",
-    "GX_ANALYTICS_ENABLED": "false",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-}.items():
-    os.environ.setdefault(key, value)
+from capmix.telemetry import switch_off
+
+switch_off()  # before any test module imports MLflow, Prefect, DVC or GX
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Real datasets live outside the project; override with CAPMIX_DATA_ROOT.

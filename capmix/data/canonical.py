@@ -84,7 +84,6 @@ SPLIT_CATEGORIES: tuple[str, str] = (SPLIT_TRAIN, SPLIT_TEST)
 
 VALUE_DTYPE = np.float64
 LABEL_DTYPE = np.int8
-LABEL_FRAME_DTYPE = "Int8"  # pandas nullable: <NA> marks an unlabelled series
 TIMESTAMP_DTYPE = np.dtype("datetime64[ns]")
 INT_TIMESTAMP_DTYPE = np.dtype(np.int64)
 VALID_LABELS: frozenset[int] = frozenset({0, 1})

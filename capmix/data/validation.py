@@ -22,7 +22,6 @@ counted. GX is imported lazily (it takes ~2 s): importing this module stays chea
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
@@ -36,7 +35,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from capmix.atomic import atomic_dir, atomic_file
+from capmix.atomic import atomic_dir, write_json
 from capmix.data.canonical import LABEL_COL, RESERVED_COLUMNS, SERIES_COL, SPLIT_COL, SPLIT_TEST, SPLIT_TRAIN, TIMESTAMP_COL
 
 __all__ = [
@@ -177,7 +176,9 @@ _GX_LOCK = threading.RLock()  # GX keeps process-global state (the "current" con
 
 
 def _gx() -> Any:
-    os.environ["GX_ANALYTICS_ENABLED"] = "false"  # nothing may reach the internet
+    from capmix.telemetry import switch_off
+
+    switch_off()  # GX reads GX_ANALYTICS_ENABLED when imported: nothing may reach the internet
     import great_expectations as gx
 
     return gx
@@ -706,12 +707,6 @@ def _jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-def _write_json_atomic(obj: Any, path: Path) -> None:
-    with atomic_file(path) as tmp, open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=2, allow_nan=False)
-        fh.write("\n")
-
-
 def _build_docs_atomic(context: Any, target: Path) -> Path:
     """Build GX's static site in a temp folder next to ``target``, then swap it in."""
     with atomic_dir(target) as tmp:
@@ -799,7 +794,7 @@ def validate_frame(frame: pd.DataFrame, cfg: ValidationConfig, out_dir: str | os
         "data_docs": str(docs_index),
         "gx_results": {name: res.to_json_dict() for name, res in results.items()},
     }
-    _write_json_atomic(_jsonable(payload), json_path)
+    write_json(_jsonable(payload), json_path, sort_keys=False, default=None, allow_nan=False)
     return ValidationReport(
         success=success,
         failures=failures,

@@ -13,15 +13,16 @@ scores of the held-out tail, so every method is judged by the same protocol.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
 
-from capmix.detectors.capmix.detector import NotFittedError, as_series
+from capmix.detectors.base import BaseDetector, as_series
 from capmix.windows import StandardScaler, point_scores, sliding_windows
 
 
-class WindowBaseline:
+class WindowBaseline(BaseDetector):
     """Glue shared by the window-based baselines: scaling, windowing, split, threshold.
 
     Subclasses implement ``_fit_windows(w)`` and ``_score_windows(w)`` on ``(N, W*C)``
@@ -35,6 +36,12 @@ class WindowBaseline:
         self.threshold_z = threshold_z
         self.val_fraction = val_fraction
         self.seed = seed
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        # the subclass's own arguments plus the shared ones, which subclasses pass on as **kw
+        names = [*inspect.signature(WindowBaseline.__init__).parameters,
+                 *inspect.signature(type(self).__init__).parameters]
+        return {n: getattr(self, n) for n in dict.fromkeys(names) if n not in ("self", "kw")}
 
     # -- per-method hooks
     def _fit_windows(self, w: np.ndarray) -> None:  # pragma: no cover - abstract
@@ -54,7 +61,8 @@ class WindowBaseline:
         return point_scores(self._score_windows(self._flat(X)), X.shape[0], self.window, self.stride)
 
     # -- public API
-    def fit(self, X: Any, y: Any | None = None) -> WindowBaseline:
+    def fit(self, X: Any, y: Any | None = None, on_epoch: Any = None) -> WindowBaseline:
+        """Fit on the training period; ``y`` and ``on_epoch`` are accepted for the common interface and unused."""
         X = as_series(X)
         if X.shape[0] < 2 * self.window:
             raise ValueError(f"X has {X.shape[0]} points; {type(self).__name__} needs at least two windows "
@@ -64,21 +72,34 @@ class WindowBaseline:
         split = int(round(Z.shape[0] * (1.0 - self.val_fraction)))
         split = min(max(split, self.window), Z.shape[0] - self.window)
         self._fit_points(Z[:split])
-        val = self._score_points(Z[split:])
-        self.threshold_ = float(val.mean() + self.threshold_z * val.std())
+        self._set_threshold(self._score_points(Z[split:]), self.threshold_z)
         self.n_channels_ = X.shape[1]
         return self
 
     def decision_function(self, X: Any) -> np.ndarray:
-        if not hasattr(self, "scaler_"):
-            raise NotFittedError(f"this {type(self).__name__} is not fitted; call fit(X) first")
-        X = as_series(X)
-        if X.shape[1] != self.n_channels_:
-            raise ValueError(f"X has {X.shape[1]} channels but the detector was fitted on {self.n_channels_}")
+        X = self._check_input(X, self.window)
         return self._score_points(self.scaler_.transform(X))
 
-    def predict(self, X: Any) -> np.ndarray:
-        return (self.decision_function(X) > self.threshold_).astype(np.int8)
+    # -- persistence: the scaler here, the library model in each subclass's _model_* hooks
+    def _state(self) -> dict[str, Any]:
+        return {"scaler_mean": self.scaler_.mean_.tolist(), "scaler_std": self.scaler_.std_.tolist(),
+                **self._model_state()}
+
+    def _weights(self) -> dict[str, Any]:
+        return self._model_weights()
+
+    def _restore(self, state: dict[str, Any], weights: dict[str, Any], device: str | None) -> None:
+        self.scaler_ = StandardScaler(np.asarray(state["scaler_mean"]), np.asarray(state["scaler_std"]))
+        self._model_restore(state, {k: v.numpy() if hasattr(v, "numpy") else v for k, v in weights.items()})
+
+    def _model_state(self) -> dict[str, Any]:
+        return {}
+
+    def _model_weights(self) -> dict[str, Any]:
+        return {}
+
+    def _model_restore(self, state: dict[str, Any], weights: dict[str, np.ndarray]) -> None:
+        pass
 
 
 def _subsample(w: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
@@ -89,8 +110,42 @@ def _subsample(w: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
     return w[idx]
 
 
+def _skops_bytes(model: Any) -> np.ndarray:
+    """A scikit-learn model as bytes in skops' format (no pickle), for the weights file."""
+    import skops.io as sio
+
+    return np.frombuffer(sio.dumps(model), dtype=np.uint8).copy()  # writable: stored as a tensor
+
+
+def _skops_model(blob: np.ndarray) -> Any:
+    """Read back ``_skops_bytes``; only scikit-learn and NumPy types are trusted."""
+    import skops.io as sio
+
+    data = np.asarray(blob, dtype=np.uint8).tobytes()
+    untrusted = sio.get_untrusted_types(data=data)
+    foreign = [t for t in untrusted if not t.startswith(("sklearn.", "numpy."))]
+    if foreign:
+        raise ValueError(f"the stored model holds types outside scikit-learn/NumPy: {foreign}")
+    return sio.loads(data, trusted=untrusted)
+
+
+class _SkopsModel:
+    """Persistence of a fitted scikit-learn ``model_`` (mixin for the baselines below)."""
+
+    def _model_weights(self) -> dict[str, Any]:
+        return {"model": _skops_bytes(self.model_)}
+
+    def _model_restore(self, state: dict[str, Any], weights: dict[str, np.ndarray]) -> None:
+        self.model_ = _skops_model(weights["model"])
+
+
 class RandomScorer(WindowBaseline):
     """Uniform random point scores (seeded): the paper's RAS floor."""
+
+    kind = "random"
+
+    def _model_restore(self, state: dict[str, Any], weights: dict[str, np.ndarray]) -> None:
+        self.rng_ = np.random.default_rng(self.seed)
 
     def _fit_points(self, X: np.ndarray) -> None:
         self.rng_ = np.random.default_rng(self.seed)
@@ -99,8 +154,10 @@ class RandomScorer(WindowBaseline):
         return self.rng_.random(X.shape[0])
 
 
-class WindowIForest(WindowBaseline):
+class WindowIForest(_SkopsModel, WindowBaseline):
     """Isolation Forest (scikit-learn) on flattened standardised windows."""
+
+    kind = "iforest"
 
     def __init__(self, window: int = 64, stride: int = 16, n_estimators: int = 100,
                  max_train_windows: int | None = None, **kw: Any):
@@ -119,8 +176,10 @@ class WindowIForest(WindowBaseline):
         return -self.model_.score_samples(w)
 
 
-class WindowOCSVM(WindowBaseline):
+class WindowOCSVM(_SkopsModel, WindowBaseline):
     """One-class SVM (scikit-learn, RBF kernel) on flattened standardised windows."""
+
+    kind = "ocsvm"
 
     def __init__(self, window: int = 64, stride: int = 16, nu: float = 0.05,
                  max_train_windows: int | None = 4000, **kw: Any):
@@ -140,6 +199,8 @@ class WindowOCSVM(WindowBaseline):
 class WindowDeepSVDD(WindowBaseline):
     """Deep SVDD (PyOD's torch implementation) on flattened standardised windows."""
 
+    kind = "deepsvdd"
+
     def __init__(self, window: int = 64, stride: int = 16, epochs: int = 20, batch_size: int = 256,
                  max_train_windows: int | None = 20000, **kw: Any):
         super().__init__(window, stride, **kw)
@@ -157,6 +218,37 @@ class WindowDeepSVDD(WindowBaseline):
     def _score_windows(self, w: np.ndarray) -> np.ndarray:
         return self.model_.decision_function(w)
 
+    # PyOD's detector holds a torch network: stored as its state dict, centre and input scaler
+    def _model_state(self) -> dict[str, Any]:
+        m = self.model_
+        return {"n_features": int(m.n_features_), "preprocessing": bool(m.preprocessing)}
+
+    def _model_weights(self) -> dict[str, Any]:
+        m = self.model_
+        out = {f"net.{k}": v for k, v in m.model_.state_dict().items()}
+        out["c"] = m.c_.detach().cpu()
+        if m.preprocessing:
+            out["scaler_mean"], out["scaler_scale"] = m.scaler_.mean_, m.scaler_.scale_
+        return out
+
+    def _model_restore(self, state: dict[str, Any], weights: dict[str, np.ndarray]) -> None:
+        import torch
+        from pyod.models.deep_svdd import DeepSVDD, InnerDeepSVDD
+        from sklearn.preprocessing import StandardScaler as SkScaler
+
+        n = int(state["n_features"])
+        m = DeepSVDD(n_features=n, epochs=self.epochs, batch_size=self.batch_size, random_state=self.seed, verbose=0)
+        m.model_ = InnerDeepSVDD(n, use_ae=m.use_ae, hidden_neurons=m.hidden_neurons,
+                                 hidden_activation=m.hidden_activation, output_activation=m.output_activation,
+                                 dropout_rate=m.dropout_rate, l2_regularizer=m.l2_regularizer)
+        m.model_.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in weights.items() if k.startswith("net.")})
+        m.c_ = torch.from_numpy(weights["c"])
+        m.n_features_ = n
+        if state["preprocessing"]:
+            m.scaler_ = SkScaler()
+            m.scaler_.mean_, m.scaler_.scale_ = weights["scaler_mean"], weights["scaler_scale"]
+        self.model_ = m
+
 
 class MatrixProfileDiscord(WindowBaseline):
     """Matrix-profile discords (stumpy): distance of each subsequence to its nearest normal one.
@@ -168,6 +260,8 @@ class MatrixProfileDiscord(WindowBaseline):
     O(n_test * n_reference).
     """
 
+    kind = "mp"
+
     def __init__(self, window: int = 64, stride: int = 16, max_reference: int | None = 20000, **kw: Any):
         super().__init__(window, stride, **kw)
         self.max_reference = max_reference
@@ -177,6 +271,12 @@ class MatrixProfileDiscord(WindowBaseline):
         # constant reference windows make the z-normalised distance undefined; jitter nothing,
         # stumpy handles them, but a fully constant channel carries no information
         self.reference_ = np.ascontiguousarray(ref, dtype=np.float64)
+
+    def _model_weights(self) -> dict[str, Any]:
+        return {"reference": self.reference_}
+
+    def _model_restore(self, state: dict[str, Any], weights: dict[str, np.ndarray]) -> None:
+        self.reference_ = np.ascontiguousarray(weights["reference"], dtype=np.float64)
 
     def _score_points(self, X: np.ndarray) -> np.ndarray:
         import stumpy

@@ -39,7 +39,6 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -47,8 +46,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from capmix.detectors.capmix.detector import NotFittedError, as_labels, as_series, data_digest
-from capmix.modelfiles import ModelFileError, read_model_dir, versions, write_model_dir
+from capmix.detectors.base import BaseDetector, as_labels, as_series, data_digest
 from capmix.detectors.capmix.training import _INIT_LOCK, EpochLog, resolve_device
 from capmix.windows import StandardScaler
 
@@ -295,20 +293,16 @@ def _univariate_windows(Z: np.ndarray, window: int, stride: int, tail: bool) -> 
     return np.ascontiguousarray(w.transpose(0, 2, 1).reshape(-1, window)), starts
 
 
-def build_coad(cfg: Any, kw: dict[str, Any], seed: int) -> CoADDetector:
-    """Method-registry builder: CoAD judged on the dataset's CAPMix segments and threshold rule.
-
-    ``cfg`` is the dataset's CAPMix ``DetectorConfig``; ``kw`` the params ``coad`` section with
-    ``coad_presets.<preset>`` applied.
-    """
-    shared = dict(eval_window=cfg.window, eval_stride=cfg.stride, threshold_z=cfg.threshold_z,
-                  val_fraction=cfg.val_fraction, device=cfg.device, score_batch_size=cfg.score_batch_size)
-    return CoADDetector(CoADConfig.model_validate({**shared, **kw, "seed": seed}))
-
-
 # =========================================================================== the detector
-class CoADDetector:
+class CoADDetector(BaseDetector):
     """CoAD anomaly detector for one (univariate or multivariate) series; see the module docstring."""
+
+    kind = "coad"
+    format_version = FORMAT_VERSION
+
+    @property
+    def n_epochs(self) -> int:
+        return self.config.epochs
 
     def __init__(self, config: CoADConfig | None = None, **overrides: Any):
         base = config if config is not None else CoADConfig()
@@ -348,9 +342,7 @@ class CoADDetector:
         fit_w, _ = _univariate_windows(Z[:split], W, max(1, W // 2), tail=True)
         errs = self._stream_parts(fit_w[:8192])[1]
         self.rec_scale_ = float(max(np.quantile(errs, 0.99), 1e-8))
-        val_scores = self._point_scores(Z[split:])
-        self.val_scores_ = val_scores
-        self.threshold_ = float(val_scores.mean() + cfg.threshold_z * val_scores.std())
+        self._set_threshold(self._point_scores(Z[split:]), cfg.threshold_z)
         return self
 
     def _loss(self, model: CoADNet, clean: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
@@ -418,9 +410,10 @@ class CoADDetector:
             model.load_state_dict(best_state)
 
     # ----------------------------------------------------------------- score
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise NotFittedError("this CoADDetector is not fitted; call fit(X) or CoADDetector.load(dir)")
+    @property
+    def segments(self) -> tuple[int, int]:
+        """CoAD is judged on the dataset's CAPMix segments (``eval_window``, ``eval_stride``)."""
+        return self.config.eval_window, self.config.eval_stride
 
     def _stream_parts(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-patch classifier probability and reconstruction MSE of univariate windows ``(n, W)``."""
@@ -463,63 +456,34 @@ class CoADDetector:
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Anomaly score of every point of ``X`` (higher = more anomalous)."""
-        self._check_fitted()
-        X = as_series(X)
-        if X.shape[1] != self.n_channels_:
-            raise ValueError(f"X has {X.shape[1]} channels but the model was trained on {self.n_channels_}; "
-                             "score data with the same channels, in the same order, as the training data")
-        if X.shape[0] < self.window_:
-            raise ValueError(f"X has {X.shape[0]} points, fewer than one window ({self.window_}); "
-                             "score at least one full window")
-        return self._point_scores(self.scaler_.transform(X))
+        self._check_fitted()  # before reading window_, which fit resolves
+        return self._point_scores(self.scaler_.transform(self._check_input(X, self.window_)))
 
-    def predict(self, X: Any) -> np.ndarray:
-        """0/1 per point using ``threshold_`` fixed on training-period data."""
-        return (self.decision_function(X) > self.threshold_).astype(np.int8)
+    def fit_report(self) -> dict[str, Any]:
+        return {"best_epoch": self.best_epoch_, "epochs": len(self.history_), "window": self.window_}
 
     # ----------------------------------------------------------------- persistence
-    def save(self, path: str | Path) -> Path:
-        """Weights + JSON config/state + checksums, atomically (``capmix.modelfiles``). The saved
-        config records the window ``fit`` resolved, so readers of ``config.window`` (the registry,
-        batch scoring) see it."""
-        self._check_fitted()
-        state = {
-            "format_version": FORMAT_VERSION, "detector": "coad", "n_channels": self.n_channels_,
-            "window": self.window_, "period": self.period_, "rec_scale": self.rec_scale_,
-            "scaler_mean": self.scaler_.mean_.tolist(), "scaler_std": self.scaler_.std_.tolist(),
-            "threshold": self.threshold_, "best_epoch": self.best_epoch_, "train_digest": self.train_digest_,
-            "versions": versions(),
-        }
-        return write_model_dir(path, self.config.replace(window=self.window_).model_dump_json(indent=2), state,
-                               self.model_.state_dict())
+    def _saved_params(self) -> dict[str, Any]:
+        # the window fit resolved, so readers of config.window (registry, batch scoring) see it
+        return self.config.replace(window=self.window_).model_dump(mode="json")
 
-    @classmethod
-    def load(cls, path: str | Path, device: str | None = None) -> CoADDetector:
-        """Load a saved detector; checksums are verified and only tensors are unpickled."""
-        files = read_model_dir(path, "coad", FORMAT_VERSION)
-        path, state = files.path, files.state
-        try:
-            config = CoADConfig.model_validate_json(files.config_json)
-        except ValueError as exc:
-            raise ModelFileError(f"{path}/config.json is not a valid CoAD config ({exc}). Fix: re-train or restore it") from exc
-        if device is not None:
-            config = config.replace(device=device)
-        det = cls(config)
-        det.device_ = resolve_device(config.device)
-        try:
-            model = CoADNet(config.patch, config.n_fft, config.hidden, config.layers)
-            model.load_state_dict(files.weights)
-            det.window_ = int(state["window"])
-            det.period_ = state["period"]
-            det.rec_scale_ = float(state["rec_scale"])
-            det.n_channels_ = int(state["n_channels"])
-            det.scaler_ = StandardScaler(np.asarray(state["scaler_mean"]), np.asarray(state["scaler_std"]))
-            det.threshold_ = float(state["threshold"])
-            det.best_epoch_ = int(state["best_epoch"])
-            det.train_digest_ = state["train_digest"]
-            det.versions_ = state["versions"]
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise ModelFileError(f"{path} cannot be loaded ({type(exc).__name__}: {exc}). Fix: re-train or restore it") from exc
-        det.model_ = model.to(det.device_).eval()
-        det.history_ = []
-        return det
+    def _state(self) -> dict[str, Any]:
+        return {"window": self.window_, "period": self.period_, "rec_scale": self.rec_scale_,
+                "scaler_mean": self.scaler_.mean_.tolist(), "scaler_std": self.scaler_.std_.tolist(),
+                "best_epoch": self.best_epoch_}
+
+    def _weights(self) -> dict[str, Any]:
+        return self.model_.state_dict()
+
+    def _restore(self, state: dict[str, Any], weights: dict[str, Any], device: str | None) -> None:
+        cfg = self.config
+        model = CoADNet(cfg.patch, cfg.n_fft, cfg.hidden, cfg.layers)
+        model.load_state_dict(weights)
+        self.window_ = int(state["window"])
+        self.period_ = state["period"]
+        self.rec_scale_ = float(state["rec_scale"])
+        self.scaler_ = StandardScaler(np.asarray(state["scaler_mean"]), np.asarray(state["scaler_std"]))
+        self.best_epoch_ = int(state["best_epoch"])
+        self.device_ = resolve_device(cfg.device)
+        self.model_ = model.to(self.device_).eval()
+        self.history_ = []

@@ -1,107 +1,174 @@
-"""Which detector the pipeline runs: params.yaml ``detector: capmix | coad``, and loading either.
+"""The one registry from a detector's name to its class, and the one way to build or load one.
 
-``run_config(params)`` gives the typed config of the chosen detector (CAPMix: ``train`` +
-``presets.<preset>``; CoAD: ``coad`` + ``coad_presets.<preset>`` over the dataset's CAPMix window,
-stride and threshold rule, via the method registry), ``make_detector(cfg)`` an unfitted detector
-for a config, and ``load_detector(path)`` loads a saved model directory of either kind (its
-``config.json`` names the detector; CAPMix models predate the field and have none).
+``build_detector(name, **overrides)`` gives an unfitted detector with the class defaults;
+``build_detector(name, params, preset=...)`` takes its hyperparameters from params.yaml:
+
+* the CAPMix variants (``capmix``, ``cap``, ``cap-gamma``, ``cap-mix``) from ``train`` and
+  ``presets.<preset>`` (a variant only flips the revision and mixup switches);
+* every other detector from its own section (``coad``, ``baselines.<name>``, ``ensemble``) and
+  ``<section>_presets.<preset>`` where that exists, on the dataset's CAPMix window, stride and
+  threshold rule (``train`` + preset), so every detector is judged on the same segments.
+
+``load_detector(path)`` reads which detector a saved model folder holds (``state.json``) and
+loads it with that class. Nothing outside this module asks what kind a detector is.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from capmix.config import DetectorConfig, detector_config
-
-DETECTORS = ("capmix", "coad")
+from capmix.config import VARIANTS, detector_config
 
 
-def detector_name(params: dict[str, Any]) -> str:
-    """params.yaml top-level ``detector`` (default ``capmix``), validated."""
-    name = str(params.get("detector") or "capmix")
-    if name not in DETECTORS:
-        raise ValueError(f"params.yaml detector: {name!r} unknown; choose one of {list(DETECTORS)}")
-    return name
+@dataclass(frozen=True)
+class Entry:
+    """How to build one named detector."""
+
+    target: str  #: "module:Class", imported on first use (torch-heavy modules stay unloaded)
+    family: str  #: "capmix" (the method and its Table IV ablations) | "peer" | "baseline" | "ensemble"
+    fixed: dict[str, Any] = field(default_factory=dict)  #: hyperparameters the name itself fixes
+    section: str | None = None  #: params.yaml section of its hyperparameters (dotted for baselines)
+    #: keys it takes from the dataset's CAPMix config (name here -> DetectorConfig field)
+    shared: dict[str, str] = field(default_factory=dict)
+
+    def cls(self) -> type:
+        module, name = self.target.split(":")
+        return getattr(importlib.import_module(module), name)
 
 
-def preset_name(params: dict[str, Any], preset: str | None = None) -> str:
-    return preset or (params.get("train") or {}).get("preset") or "default"
+_CAPMIX = "capmix.detectors.capmix.detector:CAPMixDetector"
+_SEGMENTS = {"window": "window", "stride": "stride", "threshold_z": "threshold_z", "val_fraction": "val_fraction"}
 
 
-def run_config(params: dict[str, Any], preset: str | None = None, **capmix_overrides: Any) -> Any:
-    """The chosen detector's config (``DetectorConfig`` or ``CoADConfig``) from the params dict.
+def _baseline(cls: str, name: str) -> Entry:
+    return Entry(f"capmix.detectors.baselines:{cls}", "baseline", section=f"baselines.{name}", shared=_SEGMENTS)
 
-    ``capmix_overrides`` (tuned gamma/alpha, seeds) apply to the CAPMix config; for CoAD only the
-    keys CoAD shares with it (``seed``) or its own keys are passed on.
+
+REGISTRY: dict[str, Entry] = {
+    **{v: Entry(_CAPMIX, "capmix", fixed={"variant": v}) for v in VARIANTS},
+    "coad": Entry("capmix.detectors.coad:CoADDetector", "peer", section="coad",
+                  shared={"eval_window": "window", "eval_stride": "stride", "threshold_z": "threshold_z",
+                          "val_fraction": "val_fraction", "device": "device",
+                          "score_batch_size": "score_batch_size"}),
+    "iforest": _baseline("WindowIForest", "iforest"),
+    "ocsvm": _baseline("WindowOCSVM", "ocsvm"),
+    "deepsvdd": _baseline("WindowDeepSVDD", "deepsvdd"),
+    "mp": _baseline("MatrixProfileDiscord", "mp"),
+    "random": _baseline("RandomScorer", "random"),
+}
+
+
+def detector_names() -> list[str]:
+    """Every name ``build_detector`` accepts."""
+    return list(REGISTRY)
+
+
+def entry(name: str) -> Entry:
+    """The registry entry of ``name``, or a ValueError listing the valid names."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        import difflib
+
+        close = difflib.get_close_matches(str(name), REGISTRY, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown detector {name!r}{hint} Choose one of {detector_names()}") from None
+
+
+def family(name: str) -> str:
+    """"capmix" | "peer" | "baseline" | "ensemble" (e.g. only the CAPMix family tunes gamma/alpha)."""
+    return entry(name).family
+
+
+def _section(params: dict[str, Any], dotted: str) -> dict[str, Any]:
+    node: Any = params
+    for part in dotted.split("."):
+        node = (node or {}).get(part) if isinstance(node, dict) else None
+    return dict(node or {})
+
+
+def own_params(name: str, params: dict[str, Any], preset: str | None = None) -> dict[str, Any]:
+    """The detector's own section of params.yaml with its ``<section>_presets.<preset>`` applied
+    (empty for the CAPMix family, whose hyperparameters are ``train`` + ``presets``)."""
+    e = entry(name)
+    if e.section is None:
+        return {}
+    out = _section(params, e.section)
+    if preset and "." not in e.section:
+        out.update(_section(params, f"{e.section}_presets.{preset}"))
+    return out
+
+
+def hyperparameters(name: str, params: dict[str, Any], preset: str | None = None,
+                    seed: int | None = None) -> dict[str, Any]:
+    """The hyperparameters params.yaml gives detector ``name`` (dataset preset applied)."""
+    e = entry(name)
+    cfg = detector_config(params, preset=preset)
+    if e.family == "capmix":
+        out = cfg.model_dump()
+    else:
+        out = {k: getattr(cfg, v) for k, v in e.shared.items()}
+        out.update(own_params(name, params, preset))
+        out["seed"] = cfg.seed
+    if seed is not None:
+        out["seed"] = seed
+    return {**out, **e.fixed}
+
+
+def build_detector(name: str, params: Any = None, *, preset: str | None = None, seed: int | None = None,
+                   **overrides: Any) -> Any:
+    """An unfitted detector ``name``: class defaults, or params.yaml's values when ``params`` is given,
+    then ``overrides`` (e.g. tuned gamma/alpha, a grid point, a seed)."""
+    e = entry(name)
+    if hasattr(params, "model_dump"):  # the typed params object
+        params = params.model_dump()
+    kw = hyperparameters(name, params, preset, seed) if params is not None else dict(e.fixed)
+    if params is None and seed is not None:
+        kw["seed"] = seed
+    kw.update(overrides)
+    return e.cls()(**kw)
+
+
+def pipeline_detector(params: Any, preset: str | None = None, tuned: dict[str, Any] | None = None) -> Any:
+    """The unfitted detector the pipeline trains: params.yaml ``detector`` (default ``capmix``).
+
+    ``tuned`` (the Optuna search's gamma/alpha) applies to the CAPMix family only: the search is
+    over CAPMix's hyperparameters.
     """
-    from capmix.detectors.methods import build_detector
-
-    name = detector_name(params)
-    if name == "capmix":
-        return detector_config(params, preset=preset, **capmix_overrides)
-    from capmix.detectors.coad import CoADConfig
-
-    own = {k: v for k, v in capmix_overrides.items() if k in CoADConfig.model_fields and k != "seed"}
-    seed = capmix_overrides.get("seed")
-    base = detector_config(params, preset=preset, **({"seed": seed} if seed is not None else {}))
-    det = build_detector("coad", base, params, base.seed, overrides=own, preset=preset_name(params, preset))
-    return det.config
-
-
-def make_detector(cfg: Any) -> Any:
-    """An unfitted detector for a ``DetectorConfig`` or a ``CoADConfig``."""
-    if isinstance(cfg, DetectorConfig):
-        from capmix.detectors.capmix.detector import CAPMixDetector
-
-        return CAPMixDetector(cfg)
-    from capmix.detectors.coad import CoADConfig, CoADDetector
-
-    if isinstance(cfg, CoADConfig):
-        return CoADDetector(cfg)
-    raise TypeError(f"no detector for a {type(cfg).__name__}")
-
-
-def config_from_dict(d: dict[str, Any]) -> Any:
-    """Rebuild a config from its ``model_dump()`` (what Prefect tasks pass around)."""
-    if d.get("detector") == "coad":
-        from capmix.detectors.coad import CoADConfig
-
-        return CoADConfig.model_validate(d)
-    return DetectorConfig.model_validate(d)
+    if hasattr(params, "model_dump"):
+        params = params.model_dump()
+    name = str(params.get("detector") or "capmix")
+    over = dict(tuned or {}) if family(name) == "capmix" else {}
+    return build_detector(name, params, preset=preset, **over)
 
 
 def saved_kind(path: str | Path) -> str:
-    """Which detector a saved model directory holds (checksums are verified by its ``load``)."""
-    from capmix.detectors.capmix.detector import ModelFileError
+    """Which detector a saved model folder holds (its ``load`` then verifies every checksum)."""
+    from capmix.modelfiles import ModelFileError
 
-    cfg = Path(path) / "config.json"
+    state = Path(path) / "state.json"
+    if not Path(path).is_dir():
+        raise ModelFileError(f"model directory {path} does not exist. Fix: pass the folder written by save() / "
+                             "capmix train (the training flow writes runs/latest/models/<series>)")
     try:
-        kind = json.loads(cfg.read_text()).get("detector", "capmix")
+        kind = json.loads(state.read_text()).get("detector", "capmix")
     except FileNotFoundError as exc:
-        raise ModelFileError(f"model directory {path} is incomplete: missing config.json") from exc
+        raise ModelFileError(f"model directory {path} is incomplete: missing state.json. "
+                             "Fix: save or train it again, or restore it") from exc
     except (json.JSONDecodeError, AttributeError) as exc:
-        raise ModelFileError(f"{cfg} is corrupt: {exc}") from exc
-    if kind not in DETECTORS:
-        raise ModelFileError(f"{cfg} names an unknown detector {kind!r}")
+        raise ModelFileError(f"{state} is corrupt ({exc}). Fix: re-train or restore it") from exc
+    if kind not in {e.cls().kind for e in REGISTRY.values()}:
+        raise ModelFileError(f"{state} names an unknown detector {kind!r}. Fix: load it with the capmix "
+                             "version that wrote it, or re-train it")
     return kind
 
 
 def load_detector(path: str | Path, device: str | None = None) -> Any:
-    """Load a saved CAPMix or CoAD detector, whichever ``path`` holds."""
-    if saved_kind(path) == "coad":
-        from capmix.detectors.coad import CoADDetector
-
-        return CoADDetector.load(path, device=device)
-    from capmix.detectors.capmix.detector import CAPMixDetector
-
-    return CAPMixDetector.load(path, device=device)
-
-
-def eval_segments(det: Any) -> tuple[int, int]:
-    """Window and stride of the window-granularity evaluation: the dataset's CAPMix segments."""
-    c = det.config
-    if getattr(c, "detector", None) == "coad":
-        return c.eval_window, c.eval_stride
-    return c.window, c.stride
+    """Load a saved detector of any kind, as its folder says."""
+    kind = saved_kind(path)
+    cls = next(c for c in (e.cls() for e in REGISTRY.values()) if c.kind == kind)
+    return cls.load(path, device=device)

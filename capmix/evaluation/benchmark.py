@@ -29,7 +29,7 @@ from capmix.atomic import write_text
 from capmix.config import detector_config
 from capmix.data.canonical import Series
 from capmix.evaluation.evaluate import SeriesResult, aggregate, evaluate_series
-from capmix.detectors.methods import METHODS, build_detector, check_methods, method_params
+from capmix.detectors.registry import build_detector, entry, family, own_params
 
 #: Columns of the Markdown report: (header, aggregate key). Window granularity is the paper's.
 REPORT_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -141,7 +141,8 @@ def load_benchmark_dataset(name: str, spec: DatasetSpec, root: str, subset: int 
 
 def plan(config: BenchmarkConfig, series: dict[str, Sequence[Series]]) -> list[Cell]:
     """Every cell of datasets x methods x seeds x series, in a stable order."""
-    check_methods(config.methods)
+    for m in config.methods:
+        entry(m)  # an unknown name fails here, naming the valid ones
     return [
         Cell(ds, s.name, m, seed)
         for ds in config.datasets
@@ -156,7 +157,7 @@ def cell_digest(cell: Cell, params: dict[str, Any], spec: DatasetSpec, max_epoch
     import hashlib
 
     cfg = _cell_config(params, spec, max_epochs)
-    what = {"cfg": cfg.model_dump(mode="json"), "method": method_params(cell.method, params, spec.preset),
+    what = {"cfg": cfg.model_dump(mode="json"), "method": own_params(cell.method, params, spec.preset),
             "overrides": dict(cell.overrides), "contamination": cell.contamination, "ucr_widen": spec.ucr_widen}
     if _tracks_epochs(cell.method, spec):
         what["best_epoch_on_test"] = True  # only where it changes the result: other cells stay valid
@@ -183,12 +184,18 @@ def pending(cells: Iterable[Cell], out_dir: str | Path, digests: dict[Cell, str]
 
 def _tracks_epochs(method: str, spec: DatasetSpec) -> bool:
     """Does this cell record per-epoch test scores for the best-epoch-on-test UCR protocol?"""
-    return spec.best_epoch_on_test and spec.ucr_widen is not None and METHODS[method][0] == "capmix"
+    return spec.best_epoch_on_test and spec.ucr_widen is not None and family(method) == "capmix"
 
 
 def _cell_config(params: dict[str, Any], spec: DatasetSpec, max_epochs: int | None):
-    over = {"max_epochs": max_epochs, "min_epochs": min(max_epochs, 5)} if max_epochs else {}
-    return detector_config(params, preset=spec.preset, **over)
+    return detector_config(params, preset=spec.preset, **_epoch_budget("capmix", max_epochs))
+
+
+def _epoch_budget(method: str, max_epochs: int | None) -> dict[str, int]:
+    """``--max-epochs`` as overrides of a CAPMix-family detector (others keep their own budget)."""
+    if not max_epochs or family(method) != "capmix":
+        return {}
+    return {"max_epochs": max_epochs, "min_epochs": min(max_epochs, 5)}
 
 
 # ----------------------------------------------------------------------------- one cell
@@ -208,7 +215,8 @@ def run_cell(cell: Cell, series: Series, params: dict[str, Any], spec: DatasetSp
         rng = np.random.default_rng([cell.seed, 7919])
         x_tr, y_tr, injected = contaminate(x_tr, y_tr, cell.contamination, rng)
         extra["contamination_points"] = int(injected.sum())
-    det = build_detector(cell.method, cfg, params, cell.seed, overrides, preset=spec.preset)
+    det = build_detector(cell.method, params, preset=spec.preset, seed=cell.seed,
+                         **_epoch_budget(cell.method, max_epochs), **overrides)
     track = _tracks_epochs(cell.method, spec)
     t0 = time.perf_counter()
     # the per-epoch test scores are for evaluation only: the fitted model does not depend on them
@@ -218,10 +226,7 @@ def run_cell(cell: Cell, series: Series, params: dict[str, Any], spec: DatasetSp
     t2 = time.perf_counter()
     res = evaluate_series(series.name, scores, y_te, det.threshold_, cfg.window, cfg.stride,
                           ucr_widen=spec.ucr_widen, epoch_window_scores=det.monitor_scores_ if track else None)
-    if hasattr(det, "best_epoch_"):
-        extra.update(best_epoch=det.best_epoch_, epochs=len(det.history_))
-    if getattr(det, "augmentation_", None):
-        extra["augmentation"] = det.augmentation_  # e.g. how many injected windows the revision softened
+    extra.update(det.fit_report())
     out = CellResult(cell, res, t1 - t0, t2 - t1, int(x_tr.shape[0]), int(x_te.shape[0]), extra)
     write_text(cell.path(out_dir), out.to_json())
     return out

@@ -16,8 +16,6 @@ from capmix.evaluation.metrics import Counts, EventCounts, auc_scores, micro_prf
 from capmix.evaluation.thresholds import UCRResult, oracle_threshold, ucr_protocol
 from capmix.windows import n_windows, window_labels
 
-GRANULARITIES = ("window", "point")
-PROTOCOLS = ("validation", "oracle")
 KINDS = ("rpa", "pa", "pw")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -121,14 +122,14 @@ def plot_study_lines(rows, path: str | Path, x_of, line_key: str, panels, xlabel
     return _save(fig, path)
 
 
-def plot_sensitivity(rows, path: str | Path, title: str, key: str = "window/oracle/rpa_f1_eq13") -> Path:
-    """RPA-F1 against alpha, one line per gamma, one panel per dataset (Fig. 8 style)."""
-    from capmix.evaluation.studies import parse_point
-
+def plot_sensitivity(rows, path: str | Path, title: str, point_of: Callable[[str], dict[str, float]],
+                     key: str = "window/oracle/rpa_f1_eq13") -> Path:
+    """RPA-F1 against alpha, one line per gamma, one panel per dataset (Fig. 8 style); ``point_of``
+    reads the ``{gamma, alpha}`` of a row's ``study`` label."""
     datasets = sorted({r["dataset"] for r in rows})
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.6), layout="constrained", squeeze=False)
     for ax, ds in zip(axes[0], datasets):
-        pts = [(parse_point(r["study"]), r.get(f"{key}/mean", np.nan)) for r in rows if r["dataset"] == ds]
+        pts = [(point_of(r["study"]), r.get(f"{key}/mean", np.nan)) for r in rows if r["dataset"] == ds]
         for g in sorted({p["gamma"] for p, _ in pts}):
             line = sorted((p["alpha"], v) for p, v in pts if p["gamma"] == g)
             ax.plot([a for a, _ in line], [v for _, v in line], marker="o", label=f"γ={g:g}")

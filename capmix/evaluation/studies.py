@@ -112,7 +112,7 @@ class SensitivityStudy(_Study):
     def plot(self, rows: Sequence[dict[str, Any]], path: Path) -> Path:
         from capmix.evaluation.plots import plot_sensitivity
 
-        return plot_sensitivity(rows, path, title=self.title)
+        return plot_sensitivity(rows, path, title=self.title, point_of=parse_point)
 
 
 STUDIES: dict[str, type[_Study]] = {"contamination": ContaminationStudy, "sensitivity": SensitivityStudy}

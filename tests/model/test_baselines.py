@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from capmix.config import detector_config, load_params
-from capmix.detectors.capmix.detector import NotFittedError
+from capmix.detectors.base import NotFittedError
 from capmix.evaluation.metrics import auc_scores
-from capmix.detectors.methods import METHODS, build_detector
+from capmix.detectors.registry import build_detector, detector_names, family
 
-BASELINES = [m for m, (kind, _) in METHODS.items() if kind == "baseline"]
+BASELINES = [m for m in detector_names() if family(m) == "baseline"]
 
 
 def _data(n_channels: int = 1, seed: int = 0):
@@ -35,7 +35,7 @@ def cfg():
 def test_baseline_interface(method, cfg):
     params = load_params("params.yaml")
     xtr, xte, _ = _data(2)
-    det = build_detector(method, cfg, params, seed=0)
+    det = build_detector(method, params, seed=0, window=cfg.window, stride=cfg.stride)
     with pytest.raises(NotFittedError):
         det.decision_function(xte)
     assert det.fit(xtr) is det
@@ -50,7 +50,7 @@ def test_baseline_interface(method, cfg):
 @pytest.mark.parametrize("method", ["iforest", "ocsvm", "mp", "deepsvdd"])
 def test_baselines_find_a_burst_in_a_sine(method, cfg):
     xtr, xte, yte = _data(1)
-    det = build_detector(method, cfg, load_params("params.yaml"), seed=0).fit(xtr)
+    det = build_detector(method, load_params("params.yaml"), seed=0, window=cfg.window, stride=cfg.stride).fit(xtr)
     _, roc = auc_scores(yte, det.decision_function(xte))
     assert roc > 0.8, f"{method} AUC-ROC {roc:.3f}"
 
@@ -58,13 +58,13 @@ def test_baselines_find_a_burst_in_a_sine(method, cfg):
 def test_random_scorer_is_seeded_and_uninformative(cfg):
     params = load_params("params.yaml")
     xtr, xte, yte = _data(1)
-    a = build_detector("random", cfg, params, seed=3).fit(xtr).decision_function(xte)
-    b = build_detector("random", cfg, params, seed=3).fit(xtr).decision_function(xte)
+    a = build_detector("random", params, seed=3, window=cfg.window, stride=cfg.stride).fit(xtr).decision_function(xte)
+    b = build_detector("random", params, seed=3, window=cfg.window, stride=cfg.stride).fit(xtr).decision_function(xte)
     assert np.array_equal(a, b)
     assert 0.3 < auc_scores(yte, a)[1] < 0.7
 
 
 def test_too_short_training_series_is_refused(cfg):
-    det = build_detector("iforest", cfg, load_params("params.yaml"), seed=0)
+    det = build_detector("iforest", load_params("params.yaml"), seed=0, window=cfg.window, stride=cfg.stride)
     with pytest.raises(ValueError, match="at least two windows"):
         det.fit(np.zeros((40, 1)))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from capmix import CAPMixDetector, DetectorConfig
-from capmix.detectors.capmix.detector import ModelFileError, NotFittedError
+from capmix.detectors.base import NotFittedError
+from capmix.modelfiles import ModelFileError
 
 FAST = dict(window=32, stride=8, kernel=4, features=16, max_epochs=3, min_epochs=1, min_patch=6, batch_size=128)
 

@@ -20,7 +20,9 @@ import pytest
 import torch
 from relhelpers import leftovers, signal as sig
 
-from capmix.detectors.capmix.detector import CAPMixDetector, ModelFileError, _sha256_file
+from capmix.detectors.capmix.detector import CAPMixDetector
+from capmix.modelfiles import ModelFileError
+from capmix.modelfiles import sha256_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,7 +42,7 @@ def test_model_weights_with_code_are_not_executed(tmp_path, model_dir):
     shutil.copytree(model_dir, bad)
     marker = tmp_path / "pwned"
     torch.save({"w": _Evil(marker)}, bad / "weights.pt")
-    sums = {n: _sha256_file(bad / n) for n in ("config.json", "state.json", "weights.pt")}
+    sums = {n: sha256_file(bad / n) for n in ("config.json", "state.json", "weights.pt")}
     (bad / "checksums.json").write_text(__import__("json").dumps(sums))  # an attacker can fix the checksums too
     with pytest.raises(ModelFileError, match="cannot be loaded"):
         CAPMixDetector.load(bad)
@@ -84,12 +86,14 @@ def test_no_shell_anywhere_and_paths_are_data(tmp_path, model_dir):
 
 def test_params_yaml_holds_no_credentials_and_logs_are_redacted():
     from capmix.config import load_params
-    from flows.registry import _clean_tags, redact
+    from capmix.redaction import redact
+    from flows.provenance import clean_tags
 
     load_params(ROOT / "params.yaml")  # raises ParamsError on any credential
     assert redact("postgresql://capmix:s3cret@db/mlflow") == "postgresql://capmix:***@db/mlflow"
-    tags = _clean_tags({"db_password": "x", "uri": "http://u:p@host", "train.gamma": 3.0})
-    assert tags == {"uri": "http://***@host", "train.gamma": "3.0"}
+    assert redact("https://ghp_token@github.com/x") == "https://***@github.com/x"  # a token as the user
+    tags = clean_tags({"db_password": "x", "uri": "http://u:p@host", "train.gamma": 3.0})
+    assert tags == {"uri": "http://u:***@host", "train.gamma": "3.0"}
 
 
 def test_servers_bind_to_loopback_by_default():

@@ -6,9 +6,8 @@ ends in ``_``; ``decision_function`` gives one score per point, higher = more an
 
 from __future__ import annotations
 
-import hashlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,8 @@ import numpy as np
 import torch
 
 from capmix.config import DetectorConfig
+from capmix.detectors.base import BaseDetector, as_labels, as_series, check_scoring_input, data_digest
 from capmix.detectors.capmix.network import TCN, fuse_for_inference
-from capmix.modelfiles import ModelFileError, read_model_dir, versions, write_model_dir
-from capmix.modelfiles import sha256_file as _sha256_file  # noqa: F401  (kept for callers)
 from capmix.detectors.capmix.training import (
     AugmentedData,
     EpochLog,
@@ -34,74 +32,14 @@ from capmix.windows import StandardScaler, point_scores, sliding_windows
 FORMAT_VERSION = 2
 
 
-class NotFittedError(RuntimeError):
-    """The detector was used before ``fit`` or ``load``."""
-
-
-def as_series(X: Any, name: str = "X") -> np.ndarray:
-    """Check and convert user input to a finite float64 ``(T, C)`` array, naming what is wrong."""
-    try:
-        arr = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be numeric (T,) or (T, C) data: {exc}") from exc
-    if arr.ndim == 1:
-        arr = arr[:, None]
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must have shape (T,) or (T, C), got {arr.shape}")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape})")
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        rows, cols = np.nonzero(bad)
-        raise ValueError(
-            f"{name} has {bad.sum()} NaN/inf values (first at point {rows[0]}, channel {cols[0]}); "
-            "impute or drop them before fitting/scoring"
-        )
-    return arr
-
-
-def as_labels(y: Any, n_points: int) -> np.ndarray:
-    """Check point labels: shape ``(T,)`` and values in {0, 1}."""
-    arr = np.asarray(y)
-    if arr.ndim != 1 or arr.shape[0] != n_points:
-        raise ValueError(f"y must have shape ({n_points},) to match X, got {arr.shape}")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise ValueError("y has NaN/inf labels; labels must be 0 (normal) or 1 (anomalous)")
-    values = np.unique(arr)
-    if not np.isin(values, (0, 1)).all():
-        raise ValueError(f"y has labels {values[~np.isin(values, (0, 1))][:5].tolist()}; only 0 and 1 are allowed")
-    return arr.astype(np.int8)
-
-
-def data_digest(X: np.ndarray, y: np.ndarray | None) -> str:
-    """SHA-256 of the training data, so a saved model says exactly what it was trained on."""
-    h = hashlib.sha256(np.ascontiguousarray(X).tobytes())
-    h.update(str(X.shape).encode())
-    if y is not None:
-        h.update(np.ascontiguousarray(y).tobytes())
-    return h.hexdigest()
-
-
-
-
 def _input_windows(X: Any, scaler: StandardScaler, n_channels: int, cfg: DetectorConfig,
                    name: str = "X") -> tuple[np.ndarray, int]:
     """Check data to score against the training channels and window length; standardise and window it."""
-    X = as_series(X, name)
-    if X.shape[1] != n_channels:
-        raise ValueError(
-            f"{name} has {X.shape[1]} channels but the model was trained on {n_channels}; "
-            "score data with the same channels, in the same order, as the training data"
-        )
-    if X.shape[0] < cfg.window:
-        raise ValueError(
-            f"{name} has {X.shape[0]} points, fewer than one window ({cfg.window}); "
-            "score at least one full window"
-        )
+    X = check_scoring_input(X, n_channels, cfg.window, name)
     return sliding_windows(scaler.transform(X), cfg.window, cfg.stride), X.shape[0]
 
 
-class CAPMixDetector:
+class CAPMixDetector(BaseDetector):
     """CAPMix anomaly detector for one (univariate or multivariate) series.
 
     Parameters
@@ -113,6 +51,13 @@ class CAPMixDetector:
     def __init__(self, config: DetectorConfig | None = None, **overrides: Any):
         base = config if config is not None else DetectorConfig()
         self.config = base.replace(**overrides) if overrides else base
+
+    kind = "capmix"
+    format_version = FORMAT_VERSION
+
+    @property
+    def n_epochs(self) -> int:
+        return self.config.max_epochs
 
     # ----------------------------------------------------------------- fit
     def fit(
@@ -164,6 +109,9 @@ class CAPMixDetector:
         data.train_digest = data_digest(X, labels)
         return data
 
+    def load_prepared(self, path: str | Path) -> AugmentedData:
+        return AugmentedData.load(path)
+
     def fit_prepared(
         self,
         data: AugmentedData,
@@ -189,20 +137,14 @@ class CAPMixDetector:
         self.best_epoch_ = result.best_epoch
         self.augmentation_ = data.report()
         self.dtw_distances_ = data.revision.distances if data.revision is not None else None
-        val_scores = self._score(data.x_val[: data.n_val_real])
-        self.val_scores_ = val_scores
-        self.threshold_ = float(val_scores.mean() + cfg.threshold_z * val_scores.std())
+        self._set_threshold(self._score(data.x_val[: data.n_val_real]), cfg.threshold_z)
         self.train_digest_ = data.train_digest
         return self
 
     # ----------------------------------------------------------------- score
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise NotFittedError("this CAPMixDetector is not fitted; call fit(X) or CAPMixDetector.load(dir)")
-
     def _windows(self, X: Any) -> tuple[np.ndarray, int]:
-        self._check_fitted()
-        return _input_windows(X, self.scaler_, self.n_channels_, self.config)
+        X = self._check_input(X, self.config.window)
+        return sliding_windows(self.scaler_.transform(X), self.config.window, self.config.stride), X.shape[0]
 
     def _scorer(self) -> TCN:
         """The BatchNorm-folded copy of the network used for all scoring (built once)."""
@@ -224,59 +166,71 @@ class CAPMixDetector:
         windows, n_points = self._windows(X)
         return point_scores(self._score(windows), n_points, self.config.window, self.config.stride)
 
-    def predict(self, X: Any) -> np.ndarray:
-        """0/1 per point using ``threshold_`` fixed from training-period validation data."""
-        return (self.decision_function(X) > self.threshold_).astype(np.int8)
+    def score_chunks(self, chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        """Streaming scores in bounded memory (``capmix.stream``): windows on the global grid.
+
+        Bit-identical to ``decision_function`` on the whole series: windows are scored in the same
+        batches of ``score_batch_size`` windows (counted from the series' first window), so even the
+        floating-point reductions inside the network see the same batches.
+        """
+        self._check_fitted()
+        W, s, B = self.config.window, self.config.stride, self.config.score_batch_size
+        buf = np.zeros((0, self.n_channels_))  # raw points from the start of the next window to score
+        last, n_read = None, 0  # score of the last window scored (the tail gets it)
+
+        def emit(n: int) -> np.ndarray:
+            scores = self._score(sliding_windows(self.scaler_.transform(buf[: (n - 1) * s + W]), W, s))
+            return np.repeat(scores, s)  # window i scores points [i*s, (i+1)*s) of the buffer
+
+        for x in chunks:
+            n_read += x.shape[0]
+            buf = np.concatenate([buf, x]) if buf.size else x
+            n = _complete(buf.shape[0], W, s) // B * B  # whole batches only; the rest waits for more points
+            if n:
+                out = emit(n)
+                last, buf = out[-1], buf[n * s:]
+                yield out
+        n = _complete(buf.shape[0], W, s)
+        if n:
+            out = emit(n)
+            last, buf = out[-1], buf[n * s:]
+            yield out
+        if last is None:
+            raise ValueError(f"the series has {n_read} points, fewer than one window ({W}). "
+                             "Fix: score at least one full window of points")
+        if buf.shape[0]:
+            yield np.full(buf.shape[0], last, dtype=np.float32)
+
+    def fit_report(self) -> dict[str, Any]:
+        report = {"best_epoch": self.best_epoch_, "epochs": len(self.history_)}
+        if getattr(self, "resumed_from_epoch_", None) is not None:
+            report["resumed_from_epoch"] = self.resumed_from_epoch_
+        if getattr(self, "augmentation_", None):
+            report["augmentation"] = self.augmentation_  # e.g. how many injected windows the revision softened
+        return report
 
     # ----------------------------------------------------------------- persistence
-    def save(self, path: str | Path) -> Path:
-        """Write weights, config and state to ``path`` atomically (``capmix.modelfiles``)."""
-        self._check_fitted()
-        state = {
-            "format_version": FORMAT_VERSION,
-            "n_channels": self.n_channels_,
-            "scaler_mean": self.scaler_.mean_.tolist(),
-            "scaler_std": self.scaler_.std_.tolist(),
-            "threshold": self.threshold_,
-            "best_epoch": self.best_epoch_,
-            "augmentation": self.augmentation_,
-            "train_digest": self.train_digest_,
-            # channel names when known (pipeline.train_series sets them): scoring checks them by name
-            "channels": list(getattr(self, "channels_", None) or []) or None,
-            "versions": versions(),
-        }
-        return write_model_dir(path, self.config.model_dump_json(indent=2), state, self.model_.state_dict())
+    def _state(self) -> dict[str, Any]:
+        return {"scaler_mean": self.scaler_.mean_.tolist(), "scaler_std": self.scaler_.std_.tolist(),
+                "best_epoch": self.best_epoch_, "augmentation": self.augmentation_}
 
-    @classmethod
-    def load(cls, path: str | Path, device: str | None = None) -> CAPMixDetector:
-        """Load a saved detector; checksums are verified and no arbitrary object is unpickled."""
-        files = read_model_dir(path, "capmix", FORMAT_VERSION)
-        path, state = files.path, files.state
-        try:
-            config = DetectorConfig.model_validate_json(files.config_json)
-        except ValueError as exc:
-            raise ModelFileError(f"{path}/config.json is not a valid CAPMix config ({exc}). Fix: re-train or restore it") from exc
-        if device is not None:
-            config = config.replace(device=device)
-        det = cls(config)
-        dev = resolve_device(config.device)
-        try:
-            model = TCN(int(state["n_channels"]), config.window, config.kernel, config.features, config.dropout)
-            model.load_state_dict(files.weights)
-            det.n_channels_ = int(state["n_channels"])
-            det.scaler_ = StandardScaler(np.asarray(state["scaler_mean"], dtype=np.float64),
-                                         np.asarray(state["scaler_std"], dtype=np.float64))
-            det.threshold_ = float(state["threshold"])
-            det.best_epoch_ = int(state["best_epoch"])
-            det.augmentation_ = state["augmentation"]
-            det.train_digest_ = state["train_digest"]
-            det.versions_ = state["versions"]
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise ModelFileError(f"{path} cannot be loaded ({type(exc).__name__}: {exc}). Fix: re-train or restore it") from exc
-        if det.scaler_.mean_.shape != (det.n_channels_,) or det.scaler_.std_.shape != (det.n_channels_,):
-            raise ModelFileError(f"{path}/state.json: scaler does not match {det.n_channels_} channels. Fix: re-train it")
-        if state.get("channels"):
-            det.channels_ = tuple(state["channels"])
-        det.model_ = model.to(dev).eval()
-        det.history_ = []
-        return det
+    def _weights(self) -> dict[str, Any]:
+        return self.model_.state_dict()
+
+    def _restore(self, state: dict[str, Any], weights: dict[str, Any], device: str | None) -> None:
+        cfg = self.config
+        model = TCN(self.n_channels_, cfg.window, cfg.kernel, cfg.features, cfg.dropout)
+        model.load_state_dict(weights)
+        self.scaler_ = StandardScaler(np.asarray(state["scaler_mean"], dtype=np.float64),
+                                      np.asarray(state["scaler_std"], dtype=np.float64))
+        if self.scaler_.mean_.shape != (self.n_channels_,) or self.scaler_.std_.shape != (self.n_channels_,):
+            raise ValueError(f"state.json: scaler does not match {self.n_channels_} channels")
+        self.best_epoch_ = int(state["best_epoch"])
+        self.augmentation_ = state["augmentation"]
+        self.model_ = model.to(resolve_device(cfg.device)).eval()
+        self.history_ = []
+
+
+def _complete(n_points: int, window: int, stride: int) -> int:
+    """Number of complete windows in ``n_points`` points."""
+    return (n_points - window) // stride + 1 if n_points >= window else 0
