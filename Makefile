@@ -8,13 +8,8 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-# telemetry off everywhere; nothing here reaches the internet at run time
-export DO_NOT_TRACK := true
-export MLFLOW_DISABLE_TELEMETRY := true
-export PREFECT_SERVER_ANALYTICS_ENABLED := false
-export DVC_NO_ANALYTICS := 1
-export GX_ANALYTICS_ENABLED := false
-export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+# telemetry is switched off by the code itself (capmix/telemetry.py, on importing flows/ or capmix.cli,
+# and in tests/conftest.py): nothing here reaches the internet at run time
 export NUMBA_CACHE_DIR := $(CURDIR)/.numba_cache
 
 .PHONY: install run test bench clean

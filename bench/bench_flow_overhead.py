@@ -11,12 +11,11 @@ its second run so the one-off start of Prefect's local server is reported separa
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
-for k, v in {"DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-             "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "GX_ANALYTICS_ENABLED": "false"}.items():
-    os.environ.setdefault(k, v)
+from capmix.telemetry import switch_off
+
+switch_off()
 
 
 def direct(params_path: str) -> float:

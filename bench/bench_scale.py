@@ -26,10 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-for k, v in {"DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-             "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "GX_ANALYTICS_ENABLED": "false",
-             "DVC_NO_ANALYTICS": "1"}.items():
-    os.environ.setdefault(k, v)
+from capmix.telemetry import switch_off
+
+switch_off()
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "scale"))  # the throw-away PostgreSQL server of the tests

@@ -5,6 +5,7 @@ A crash, a full disk or a kill mid-write leaves the previous file (or none), nev
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -12,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 #: mkstemp creates 0600 files; artifacts are meant to be read by other users and tools.
 FILE_MODE = 0o644
@@ -70,3 +72,23 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json(obj: Any, path: str | os.PathLike[str], **dump_kwargs: Any) -> Path:
+    """Atomically write ``obj`` as indented JSON (keys sorted, numpy scalars as floats, unless
+    ``dump_kwargs`` say otherwise): readers never see half a file."""
+    kwargs = {"indent": 2, "sort_keys": True, "default": float, **dump_kwargs}
+    with atomic_file(path) as tmp, open(tmp, "w") as f:
+        json.dump(obj, f, **kwargs)
+        f.write("\n")
+    return Path(path)
+
+
+def write_error(exc: OSError, path: str | os.PathLike[str] | None = None,
+                target: str = "a writable output directory") -> str:
+    """A failed write (disk full, read-only or missing directory) as problem + fix; ``path`` names
+    the file when the error does not, ``target`` what to choose instead."""
+    name = getattr(exc, "filename", None) or path
+    where = f" {name}" if name else ""
+    return (f"cannot write{where}: {exc.strerror or exc}. Nothing was replaced: the previous outputs are "
+            f"untouched. Fix: free disk space, or choose {target}")

@@ -13,18 +13,14 @@ child run per (dataset, method[, study point]), and to ``<out_dir>/<name>.md|csv
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("DO_NOT_TRACK", "true")
-
-import mlflow  # noqa: E402
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.cache_policies import NONE as NO_CACHE  # noqa: E402
-from rich.progress import (  # noqa: E402
+import mlflow
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE as NO_CACHE
+from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
@@ -33,7 +29,7 @@ from rich.progress import (  # noqa: E402
     TimeRemainingColumn,
 )
 
-from capmix.evaluation.benchmark import (  # noqa: E402
+from capmix.evaluation.benchmark import (
     BenchmarkConfig,
     Cell,
     DatasetSpec,
@@ -46,8 +42,8 @@ from capmix.evaluation.benchmark import (  # noqa: E402
     summarise,
     write_report,
 )
-from capmix.config import load_params  # noqa: E402
-from capmix.data.canonical import Series  # noqa: E402
+from capmix.config import load_params
+from capmix.data.canonical import Series
 
 
 @task(cache_policy=NO_CACHE, retries=0)

@@ -19,35 +19,31 @@ n_alarms, alarm_rate; the output as an artifact when it is small).
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("DO_NOT_TRACK", "true")
+import mlflow
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
-import mlflow  # noqa: E402
-import mlflow.pyfunc  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from mlflow.exceptions import MlflowException  # noqa: E402
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-
-from capmix.atomic import atomic_file  # noqa: E402
-from capmix.config import load_params  # noqa: E402
-from capmix.data.canonical import LABEL_COL, RESERVED_COLUMNS, SERIES_COL, SPLIT_COL, SPLIT_TEST, TIMESTAMP_COL  # noqa: E402
-from capmix.data.validation import DataValidationError  # noqa: E402
-from flows.tasks import file_digest  # noqa: E402
-from flows.train import setup_mlflow  # noqa: E402
+from capmix.atomic import atomic_file, write_error
+from capmix.config import load_params
+from capmix.data.canonical import LABEL_COL, RESERVED_COLUMNS, SERIES_COL, SPLIT_COL, SPLIT_TEST, TIMESTAMP_COL
+from capmix.data.validation import DataValidationError
+from capmix.modelfiles import sha256_file
+from flows.bundle import CAPMixBundleModel, download_bundle
+from flows.train import setup_mlflow
 
 #: Outputs up to this size are logged as an artifact of the scoring run (bigger ones: only their path).
 MAX_ARTIFACT_BYTES = 20 * 1024 * 1024
 CSV_SUFFIXES = (".csv",)
-PARQUET_SUFFIXES = (".parquet", ".pq")
 _MODELS_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?")
 
 # the tasks pass models and frames in memory: nothing to cache or persist
@@ -86,40 +82,21 @@ def load_model(info: dict[str, str | None], default_window: int) -> dict[str, An
     read as YAML, and every detector is loaded weights-only with its checksums verified
     (:meth:`CAPMixDetector.load`); MLflow's own pyfunc loader would unpickle ``python_model.pkl``.
     """
-    from mlflow.models import Model
-
-    from flows.registry import ARTIFACT_KEY, CAPMixBundleModel
-
     uri = info["uri"]
-    local = Path(mlflow.artifacts.download_artifacts(info["load_uri"]))
-    meta = Model.load(local)
+    bundle, meta = download_bundle(info["load_uri"])
     pyfunc = meta.flavors.get("python_function", {})
-    bundle = (pyfunc.get("artifacts") or {}).get(ARTIFACT_KEY, {}).get("path")
-    if bundle is None:
-        raise ValueError(f"{uri} is not a CAPMix bundle (no '{ARTIFACT_KEY}' artifact); pass a CAPMix model URI")
     channels = list((pyfunc.get("model_config") or {}).get("channels") or [])
     if not channels:  # older bundles: the input signature (series + channels)
         schema = meta.get_input_schema()
         channels = [c for c in (schema.input_names() if schema is not None else []) if c not in RESERVED_COLUMNS]
     if not channels:
         raise ValueError(f"{uri}: the model records no channel names (model_config / signature); re-register it")
-    model = CAPMixBundleModel.from_dir(local / bundle, channels)
+    model = CAPMixBundleModel.from_dir(bundle, channels)
     window = max(d.config.window for d in model.detectors.values())
     series = sorted(model.detectors)
     get_run_logger().info("loaded %s (version %s): channels %s, window %d", uri, info["version"], channels, window)
     return {**info, "model": model, "channels": channels, "window": window, "series": series,
             "run_id": meta.run_id}
-
-
-def _read_table(path: Path) -> pd.DataFrame:
-    suffix = path.suffix.lower()
-    if suffix in CSV_SUFFIXES:
-        return pd.read_csv(path)
-    if suffix in PARQUET_SUFFIXES:
-        return pd.read_parquet(path)
-    raise ValueError(
-        f"{path}: unknown input format {suffix!r}; pass a Parquet ({', '.join(PARQUET_SUFFIXES)}) or CSV file"
-    )
 
 
 def canonical_frame(raw: pd.DataFrame, single_series: str | None = None) -> pd.DataFrame:
@@ -170,7 +147,7 @@ def read_input(input_path: str, single_series: str | None) -> dict[str, Any]:
 
     raw = read_table(path)  # one clear error for an empty, header-only or unreadable file
     return {"frame": canonical_frame(raw, single_series), "has_timestamp": TIMESTAMP_COL in raw.columns,
-            "digest": file_digest(path), "format": path.suffix.lower().lstrip(".")}
+            "digest": sha256_file(path), "format": path.suffix.lower().lstrip(".")}
 
 
 @task(name="validate-input", **IN_MEMORY)
@@ -299,8 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"error: cannot write {exc.filename or args.output}: {exc.strerror or exc}. Fix: free disk space or "
-              "choose a writable output directory; the previous output is untouched", file=sys.stderr)
+        print(f"error: {write_error(exc, args.output)}", file=sys.stderr)
         return 2
     print(f"{summary['n_points']} points scored with {summary['model_uri']} (v{summary['model_version']}): "
           f"{summary['n_alarms']} alarms ({summary['alarm_rate']:.2%}) -> {summary['output']}")

@@ -11,17 +11,13 @@ no work pool or worker is needed. With a work pool and workers use ``prefect dep
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("DO_NOT_TRACK", "true")
+from prefect.schedules import Cron, Schedule
 
-from prefect.schedules import Cron, Schedule  # noqa: E402
-
-from capmix.config import load_params  # noqa: E402
+from capmix.config import load_params
 
 DEPLOYMENT_NAME = "capmix-nightly"
 DEFAULT_TIMEZONE = "UTC"

@@ -11,26 +11,24 @@ import os
 import shutil
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("DO_NOT_TRACK", "true")
+import mlflow
+import numpy as np
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.task_runners import ThreadPoolTaskRunner
 
-import mlflow  # noqa: E402
-import numpy as np  # noqa: E402
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.artifacts import create_markdown_artifact  # noqa: E402
-from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
-
-from capmix.config import detector_config, load_params  # noqa: E402
-from capmix.detectors.registry import detector_name  # noqa: E402
-from capmix.data.canonical import read_dataset  # noqa: E402
-from capmix.pipeline import EvaluateConfig, summarise, write_evaluation, write_json  # noqa: E402
-from capmix.evaluation.plots import plot_dtw_histogram, plot_training_curves  # noqa: E402
-from flows import tasks  # noqa: E402
-from flows.registry import fail_dead_runs, redact, registry_lock, run_owner_tags  # noqa: E402
+from capmix.config import detector_config, load_params
+from capmix.detectors.registry import detector_name
+from capmix.data.canonical import read_dataset
+from capmix.atomic import write_error, write_json
+from capmix.pipeline import EvaluateConfig, write_evaluation
+from capmix.redaction import redact
+from capmix.evaluation.plots import plot_dtw_histogram, plot_training_curves
+from flows import promotion, tasks
+from flows.locks import fail_dead_runs, out_dir_lock, registry_lock, run_owner_tags
 
 HEADLINE = ("validation_rpa_f1", "oracle_rpa_f1", "auc_pr", "auc_roc")
 
@@ -78,28 +76,6 @@ def tune_task(data: dict[str, str], base_cfg: dict[str, Any], tune_params: dict[
     return run_tuning(data, base_cfg, tune_params, parent_run_id, parallel)
 
 
-def _champion_metric(uri: str, data_path: str, ecfg: EvaluateConfig, metric: str) -> float:
-    """Evaluate a registered bundle on the same held-out data as the challenger."""
-    from mlflow.models import Model
-
-    from capmix.pipeline import evaluate_saved
-    from flows.registry import ARTIFACT_KEY
-
-    from capmix.detectors.capmix.detector import ModelFileError
-
-    local = Path(mlflow.artifacts.download_artifacts(uri))
-    # the bundle directory as the pyfunc flavor records it (the flow's models/ has no summary.json)
-    models_dir = local / Model.load(local).flavors["python_function"]["artifacts"][ARTIFACT_KEY]["path"]
-    series = read_dataset(data_path)
-    try:
-        results = [evaluate_saved(s, models_dir, ecfg)[0] for s in series]
-    except ModelFileError as exc:
-        # a champion that cannot even load must not block its replacement; the gate records why
-        get_run_logger().warning("champion %s cannot be evaluated (%s); it scores nan in the gate", uri, exc)
-        return float("nan")
-    return float(summarise(results, ecfg)[metric])
-
-
 @flow(name="capmix-train", log_prints=True)
 def training_flow(
     params_path: str = "params.yaml", tune: bool | None = None, register: bool = True, refresh_cache: bool = False
@@ -120,7 +96,7 @@ def training_flow(
     metrics_dir = str(out / "metrics")
     # one flow at a time per output directory: a second flow started at once waits here instead of
     # overwriting the models the first one is about to register
-    with _out_dir_lock(out, log):
+    with out_dir_lock(out, log):
         shutil.rmtree(plots_dir, ignore_errors=True)  # only this run's plots go to MLflow
 
         data = tasks.ingest(p.get("dataset", {}), p.get("generate", {}))
@@ -215,7 +191,8 @@ def training_flow(
                 with registry_lock(mlflow.get_tracking_uri(), name) as lock:
                     log.info("holding registry lock %s", lock)
                     summary.update(_register(p, data, models_dir, metrics, run.info.run_id))
-                    summary.update(_promote(p, data, ecfg.model_dump(), metric_key, value, summary["version"]))
+                    summary.update(promotion.gate(name, summary["version"], metric_key, float(reg.get("margin", 0.0)),
+                                                  value, data["path"], ecfg.model_dump()))
             elif register:
                 log.warning("evaluation gate failed (%s = %s < %s): nothing registered", metric_key, value,
                             reg.get("min_metric"))
@@ -229,46 +206,13 @@ def training_flow(
 def _register(p, data, models_dir, metrics, run_id):
     """Log the bundle into the training run and register it: no retries, a retry would add a version."""
     from capmix.data.canonical import to_frame
-    from flows.registry import log_bundle
+    from flows.bundle import log_bundle
 
     name = p.get("register", {}).get("model_name", "capmix")
     example = to_frame(read_dataset(data["path"])[:1])
     mv = log_bundle(models_dir, example, name, tags={"data.digest": data["digest"]},
                     metrics={k: v for k, v in metrics.items() if k in HEADLINE}, params=p, run_id=run_id)
     return {"model_name": name, "version": str(mv.version)}
-
-
-@task(name="promote", retries=2, retry_delay_seconds=2)
-def _promote(p, data, ecfg_dict, metric_key, value, version):
-    """Gate: challenger -> champion only if it beats the champion on the same held-out data (idempotent)."""
-    from flows.registry import promote_if_better
-
-    reg = p.get("register", {})
-    name = reg.get("model_name", "capmix")
-    ecfg = EvaluateConfig.model_validate(ecfg_dict)
-    decision = promote_if_better(
-        mlflow.MlflowClient(), name, version, metric_key, float(reg.get("margin", 0.0)), value,
-        lambda uri: _champion_metric(uri, data["path"], ecfg, metric_key),
-    )
-    return {"promotion": decision.decision, "reason": decision.reason}
-
-
-@contextmanager
-def _out_dir_lock(out: Path, log: Any):
-    """Exclusive use of a flow output directory (released by the OS if the holder dies)."""
-    from filelock import FileLock, Timeout
-
-    out.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(out / ".flow.lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        log.warning("another training flow is using %s; waiting for it to finish", out)
-        lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 def _train_coad(p: dict[str, Any], data: dict[str, str], names: list[str], models_dir: str,
@@ -370,8 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"error: cannot write {exc.filename or ''}: {exc.strerror or exc}. Fix: free disk space or choose a "
-              "writable flow.out_dir; the previous outputs are untouched", file=sys.stderr)
+        print(f"error: {write_error(exc, target='a writable flow.out_dir')}", file=sys.stderr)
         return 2
     print_summary(summary, p)
     return 0

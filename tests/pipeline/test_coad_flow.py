@@ -95,7 +95,7 @@ def flow_run(tmp_path_factory):
 def test_coad_flow_trains_evaluates_and_registers(flow_run):
     from capmix.detectors.coad import CoADDetector
     from capmix.data.canonical import read_dataset
-    from flows.registry import load_bundle
+    from flows.bundle import load_bundle
 
     root, summary, client, _ = flow_run
     assert all(np.isfinite(v) for v in summary["metrics"].values())

@@ -29,8 +29,8 @@ from mlflow.tracking import MlflowClient
 
 from capmix.data.canonical import read_dataset, to_frame
 from capmix.data.validation import DataValidationError
-from flows.registry import CHALLENGER, CHAMPION, HISTORY_TAG, champion_history, rollback
-from flows.tasks import file_digest
+from capmix.modelfiles import sha256_file
+from flows.promotion import CHALLENGER, CHAMPION, HISTORY_TAG, champion_history, rollback
 
 pytestmark = pytest.mark.slow
 
@@ -195,7 +195,7 @@ def test_training_flow_tracks_the_run_and_registers_the_first_champion(trained, 
     assert run.data.metrics["auc_pr"] == pytest.approx(s["metrics"]["auc_pr"])
     assert run.data.params["train.window"] == "32" and run.data.params["train.max_epochs"] == "3"
     assert run.data.tags["evaluation.passed"] == "True"
-    assert run.data.tags["data.digest"] == file_digest(ws.root / "data/default/series.parquet")
+    assert run.data.tags["data.digest"] == sha256_file(ws.root / "data/default/series.parquet")
     top = {a.path for a in ws.client.list_artifacts(s["run_id"])}
     assert {"plots", "metrics.json", "per_series.csv"} <= top
     plots = {Path(a.path).name for a in ws.client.list_artifacts(s["run_id"], "plots")}
@@ -337,7 +337,7 @@ def test_scoring_flow_writes_scores_and_alarms_for_every_row(trained, in_ws):
     assert ws.client.get_experiment(run.info.experiment_id).name == "capmix-flowtest-scoring"
     tags = run.data.tags
     assert tags["model.uri"] == f"models:/{MODEL_NAME}@champion" and tags["model.version"] == champion
-    assert tags["input.digest"] == file_digest(data) and tags["validation.passed"] == "True"
+    assert tags["input.digest"] == sha256_file(data) and tags["validation.passed"] == "True"
     assert run.data.metrics["n_points"] == len(frame)
     assert run.data.metrics["n_alarms"] == summary["n_alarms"]
     assert run.data.metrics["alarm_rate"] == pytest.approx(summary["n_alarms"] / len(frame))

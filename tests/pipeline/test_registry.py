@@ -1,15 +1,10 @@
-"""MLflow registry for CAPMix bundles (flows/registry.py) against a throw-away sqlite store.
+"""MLflow registry for CAPMix bundles (flows/bundle.py, flows/promotion.py) against a throw-away sqlite store.
 
 Tiny real detectors (2 series, 2 channels, 2 epochs) are trained once per module; each test
 works on its own registered-model name so the tests do not depend on each other's aliases.
 """
 
 from __future__ import annotations
-
-import os
-
-os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
-os.environ["DO_NOT_TRACK"] = "true"
 
 import importlib.metadata
 import json
@@ -24,14 +19,13 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from capmix.detectors.capmix.detector import CAPMixDetector
-from flows.registry import (
+from flows.bundle import CAPMixBundleModel, log_bundle
+from flows.promotion import (
     CHALLENGER,
     CHAMPION,
     HISTORY_TAG,
-    CAPMixBundleModel,
     champion_history,
     load_champion,
-    log_bundle,
     promote,
     promote_if_better,
     rollback,
@@ -220,8 +214,8 @@ def test_logged_requirements_are_pinned_cpu_and_code_is_shipped(registered, tmp_
     for pkg in ("numpy", "pandas", "scikit-learn", "pydantic", "numba", "pyarrow", "mlflow"):
         assert f"{pkg}=={importlib.metadata.version(pkg)}" in reqs
     assert all("==" in r for r in reqs if not r.startswith("-")), "every requirement is pinned"
-    assert (local / "code" / "capmix" / "detector.py").is_file()
-    assert (local / "code" / "flows" / "registry.py").is_file()
+    assert (local / "code" / "capmix" / "detectors" / "capmix" / "detector.py").is_file()
+    assert {p.name for p in (local / "code" / "flows").iterdir()} == {"__init__.py", "bundle.py", "provenance.py"}
     assert not list((local / "code").rglob("__pycache__"))
     for name in SERIES:
         assert (local / "artifacts" / "models" / name / "weights.pt").is_file()
@@ -332,3 +326,33 @@ def test_rollback_without_champion_is_a_clear_error(store, bundle):
     client.create_registered_model("capmix-empty")
     with pytest.raises(ValueError, match="no champion"):
         rollback(client, "capmix-empty")
+
+
+def test_gate_measures_the_champion_itself_on_the_held_out_data(store, bundle, tmp_path):
+    from capmix.data.canonical import from_frame, read_dataset, write_dataset
+    from capmix.pipeline import EvaluateConfig, evaluate_saved, summarise
+    from flows.promotion import HeldOut
+
+    rng = np.random.default_rng(1)
+    train = _frame({name: _signal(300, i, rng) for i, name in enumerate(SERIES)}, split="train")
+    test = bundle["test"].copy()
+    test["timestamp"] += 300  # after the training period
+    test["label"] = pd.array(np.zeros(len(test), dtype=np.int8), dtype="Int8")
+    for name in SERIES:  # one obvious, labelled anomaly per series
+        rows = test.index[test["series"] == name][60:66]
+        test.loc[rows, "ch0"] += 4.0
+        test.loc[rows, "label"] = 1
+    data = write_dataset(from_frame(pd.concat([train, test], ignore_index=True)), tmp_path / "held_out.parquet")
+    ecfg = EvaluateConfig()
+    expected = summarise([evaluate_saved(s, bundle["dir"], ecfg)[0] for s in read_dataset(data)], ecfg)["auc_pr"]
+    assert np.isfinite(expected)
+
+    client, name = store["client"], "capmix-held-out"
+    v1, v2 = (log_bundle(bundle["dir"], bundle["test"], name, {}, None, repo_dir=store["repo"]).version for _ in range(2))
+    held_out = HeldOut(str(data), ecfg)
+    assert promote_if_better(client, name, v1, "auc_pr", 0.0, expected, held_out).promoted
+    # the same models score the same on the same data: a challenger below that is refused, one level with it wins
+    d2 = promote_if_better(client, name, v2, "auc_pr", 0.0, expected - 0.01, held_out)
+    assert d2.decision == "refused" and d2.champion_value == pytest.approx(expected)
+    d3 = promote_if_better(client, name, v2, "auc_pr", 0.0, expected, held_out)
+    assert d3.promoted and d3.champion_version == str(v1)

@@ -166,33 +166,28 @@ def test_rerun_resumes_skips_finished_stages_and_matches_an_uninterrupted_run(en
 # ================================================================== death between register and promote
 CRASH = """
 import os, signal, sys
-import flows.registry
+import flows.promotion
 def die(*args, **kwargs):  # the process dies right after the version was registered
     os.kill(os.getpid(), signal.SIGKILL)
-flows.registry.promote_if_better = die
+flows.promotion.promote_if_better = die
 from flows.train import main
 sys.exit(main(["--params", sys.argv[1]]))
 """
 
 
 def _champion_scores(env, ws) -> np.ndarray:
-    from mlflow.models import Model
-
     from capmix.data.canonical import read_dataset, to_frame
-    from flows.registry import ARTIFACT_KEY, CAPMixBundleModel
+    from flows.bundle import CAPMixBundleModel, download_bundle
 
     mlflow.set_tracking_uri(env.uri)
     mlflow.set_registry_uri(env.uri)
-    local = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL}@champion"))
-    meta = Model.load(local)
-    model = CAPMixBundleModel.from_dir(local / meta.flavors["python_function"]["artifacts"][ARTIFACT_KEY]["path"],
-                                       ["ch0", "ch1"])
+    model = CAPMixBundleModel.from_dir(download_bundle(f"models:/{MODEL}@champion")[0], ["ch0", "ch1"])
     frame = to_frame(read_dataset(ws.root / "data/default/series.parquet"))
     return model.predict(None, frame[["series", "ch0", "ch1"]])["score"].to_numpy()
 
 
 def test_crash_between_registration_and_promotion_keeps_the_old_champion(env, resumed, killed):
-    from flows.registry import fail_dead_runs, registry_lock
+    from flows.locks import fail_dead_runs, registry_lock
 
     ws = killed.ws
     params = _write(ws.root / "params-crash.yaml",
@@ -221,7 +216,9 @@ import sys, time
 from pathlib import Path
 import mlflow
 from capmix.data.canonical import read_dataset, to_frame
-from flows.registry import log_bundle, promote_if_better, registry_lock
+from flows.bundle import log_bundle
+from flows.locks import registry_lock
+from flows.promotion import promote_if_better
 uri, name, models, data, go = sys.argv[1:6]
 mlflow.set_tracking_uri(uri); mlflow.set_registry_uri(uri); mlflow.set_experiment("capmix-faults")
 example = to_frame(read_dataset(data)[:1])

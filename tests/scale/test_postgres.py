@@ -54,7 +54,8 @@ def test_mlflow_tracking_and_registry_on_postgres_with_s3_artifacts(
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from flows.registry import CHAMPION, champion_history, load_champion, log_bundle, promote_if_better, rollback
+    from flows.bundle import log_bundle
+    from flows.promotion import CHAMPION, champion_history, load_champion, promote_if_better, rollback
     from flows.train import setup_mlflow
 
     monkeypatch.setenv("CAPMIX_GIT_COMMIT", "0" * 40)  # no git call
