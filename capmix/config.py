@@ -157,8 +157,15 @@ def _credentials(node: Any, where: str = "") -> list[str]:
     return found
 
 
-def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
-    """Read params.yaml as a dict, with a clear message when it is missing or malformed.
+def load_params(path: str | Path = "params.yaml") -> Any:
+    """params.yaml, read once, checked and typed: a :class:`capmix.params.Params` (see capmix/params.py)."""
+    from capmix.params import load_params as load_typed
+
+    return load_typed(path)
+
+
+def read_params_file(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """Read params.yaml as a dict (not yet validated), with a clear message when it is missing or malformed.
 
     Credentials are refused: params.yaml is versioned and logged, so passwords, tokens and
     URL passwords belong in the environment (``MLFLOW_TRACKING_URI``, ``PGPASSWORD``, ...).
@@ -205,8 +212,11 @@ def detector_config(
     """Build the detector config: ``train`` section, then the preset, then overrides.
 
     The preset named by ``preset`` (or ``train.preset``) replaces the keys it sets;
-    ``overrides`` (e.g. an Optuna trial's gamma/alpha) win over both.
+    ``overrides`` (e.g. an Optuna trial's gamma/alpha) win over both. ``params``: the typed
+    :class:`capmix.params.Params` (or a view of it) or a params dict.
     """
+    if not isinstance(params, dict):
+        return params.detector_config(preset, **overrides)
     train = dict(params.get("train", {}))
     name = preset or train.pop("preset", None) or "default"
     train.pop("preset", None)

@@ -32,10 +32,9 @@ from typing import Any
 import numpy as np
 import optuna
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from capmix.redaction import redact
 from capmix.atomic import atomic_file, write_text
+from capmix.redaction import redact
 from capmix.config import DetectorConfig
 from capmix.data.canonical import Series
 from capmix.detectors.capmix.detector import CAPMixDetector, data_digest
@@ -57,7 +56,7 @@ __all__ = [
 #: Mixup layer sets searched when ``search_layers`` is on, encoded as strings because
 #: Optuna categorical choices must be scalars. Fixed on purpose: changing the choices of an
 #: existing study makes its stored distribution incompatible.
-LAYER_CHOICES: tuple[str, ...] = ("0", "0,3", "0,1", "0,2", "0,1,2,3")
+from capmix.params import LAYER_CHOICES  # noqa: E402
 
 #: What the objective value means (written next to the best parameters).
 OBJECTIVE = "mean over series of the validation ROC-AUC (real vs injected windows, training period only)"
@@ -72,47 +71,8 @@ _NEUTRAL_FIELDS = ("gamma", "alpha", "variant", "device", "score_batch_size")
 OnTrial = Callable[[int, dict[str, Any], float | None, str], None]
 
 
-class TuneConfig(BaseModel):
-    """Search space, budget and storage of one tuning run (section ``tune`` of params.yaml)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    enabled: bool = Field(False, description="the pipeline tunes only when this is true")
-    n_trials: int = Field(20, ge=1, description="trials to run in this call (added to the study)")
-    timeout_s: float | None = Field(None, gt=0, description="stop starting new trials after this many seconds")
-    gamma_range: tuple[float, float] = Field((1.05, 5.0), description="gamma search range (log scale), > 1")
-    alpha_range: tuple[float, float] = Field((0.02, 1.0), description="alpha search range (log scale), > 0")
-    search_layers: bool = Field(False, description=f"also search mixup_layers among {LAYER_CHOICES}")
-    storage: str | None = Field(
-        "sqlite:///optuna.db", description="SQLAlchemy URL of the Optuna storage; None = in memory (not resumable)"
-    )
-    study_name: str = Field("capmix", min_length=1)
-    seed: int = Field(0, ge=0, description="TPE sampler seed")
-    worker: int = Field(0, ge=0, description="index of this process when several share one study")
-    workers: int = Field(
-        1, ge=1, description="processes running trials of this study at once (the flow submits one task each)"
-    )
-    max_epochs: int | None = Field(None, ge=1, description="per-trial epoch budget; None = the detector's")
-    n_series: int | None = Field(None, ge=1, description="tune on the first N series only; None = all")
-    pruning: bool = Field(True, description="MedianPruner on the running validation AUC")
-    n_startup_trials: int = Field(5, ge=0, description="trials never pruned (MedianPruner n_startup_trials)")
-
-    @model_validator(mode="after")
-    def _ranges(self) -> TuneConfig:
-        for name, (low, high), floor, why in (
-            ("gamma_range", self.gamma_range, 1.0, "gamma > 1"),
-            ("alpha_range", self.alpha_range, 0.0, "alpha > 0"),
-        ):
-            if not floor < low < high:
-                raise ValueError(f"{name}=({low}, {high}) must satisfy {floor} < low < high ({why}; log scale)")
-        return self
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any], **overrides: Any) -> TuneConfig:
-        """Build from the ``tune`` section of a params dict, with keyword overrides on top."""
-        section = dict(params.get("tune", {}) or {})
-        section.update(overrides)
-        return cls.model_validate(section)
+# params.yaml ``tune`` (TuneParams = TuneConfig + best_params) lives with the other params models
+from capmix.params import TuneConfig  # noqa: E402
 
 
 @dataclass(frozen=True)

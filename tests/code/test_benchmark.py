@@ -44,7 +44,7 @@ def _series(name: str, seed: int = 0, n: int = 3000) -> Series:
 
 @pytest.fixture
 def params():
-    return load_params("params.yaml")
+    return load_params("params.yaml").model_dump()  # the dict the benchmark harness takes
 
 
 SPEC = DatasetSpec(preset="default")

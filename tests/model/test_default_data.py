@@ -19,7 +19,7 @@ MARGIN_AUC = 0.10
 @pytest.fixture(scope="module")
 def dataset():
     p = load_params("params.yaml")
-    section = {k: v for k, v in p["generate"].items() if k != "out"}
+    section = p.generate.generator().model_dump()
     return p, generate(GeneratorConfig.model_validate(section))  # exactly the main job's data
 
 
