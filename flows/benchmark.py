@@ -42,7 +42,7 @@ from capmix.evaluation.benchmark import (
     summarise,
     write_report,
 )
-from capmix.config import load_params
+from capmix.params import Params, load_params
 from capmix.data.canonical import Series
 
 
@@ -64,6 +64,11 @@ def _progress() -> Progress:
                     TimeRemainingColumn())
 
 
+def _config(p: Params, overrides: dict[str, Any] | None) -> BenchmarkConfig:
+    """params ``benchmark`` with the command line's overrides on top."""
+    return BenchmarkConfig.model_validate({**p.benchmark.model_dump(), **(overrides or {})})
+
+
 def _runner(cfg: BenchmarkConfig):
     if cfg.workers <= 1 and not cfg.dask_address:
         return None
@@ -74,13 +79,11 @@ def _runner(cfg: BenchmarkConfig):
     return DaskTaskRunner(cluster_kwargs={"n_workers": cfg.workers, "threads_per_worker": 1, "processes": True})
 
 
-def _log_mlflow(p: dict[str, Any], cfg: BenchmarkConfig, rows: list[dict[str, Any]], files: tuple[Path, ...],
+def _log_mlflow(p: Params, cfg: BenchmarkConfig, rows: list[dict[str, Any]], files: tuple[Path, ...],
                 name: str, seconds: float) -> str:
     from flows.train import setup_mlflow
 
-    q = dict(p)
-    q["mlflow"] = {**p.get("mlflow", {}), "experiment": cfg.experiment}
-    setup_mlflow(q)
+    setup_mlflow(p, experiment=cfg.experiment)
     with mlflow.start_run(run_name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}") as parent:
         mlflow.log_params({"datasets": ",".join(cfg.datasets), "methods": ",".join(cfg.methods),
                            "seeds": ",".join(map(str, cfg.seeds)), "subset": cfg.subset, "workers": cfg.workers,
@@ -116,21 +119,22 @@ def benchmark_flow(params_path: str = "params.yaml", overrides: dict[str, Any] |
     logging.getLogger("prefect.task_runs").setLevel(logging.WARNING)
     t0 = time.perf_counter()
     p = load_params(params_path)
-    cfg = BenchmarkConfig.model_validate({**(p.get("benchmark") or {}), **(overrides or {})})
-    scfg = studies.study_config(p, study) if study else None
+    raw = p.model_dump()  # what the harness's functions take (capmix.evaluation.benchmark, studies)
+    cfg = _config(p, overrides)
+    scfg = studies.study_config(raw, study) if study else None
     if scfg is not None:
         cfg = scfg.restrict(cfg)
     series = {ds: load_benchmark_dataset(ds, spec, cfg.root, cfg.subset) for ds, spec in cfg.datasets.items()}
     by_name = {(ds, s.name): s for ds, items in series.items() for s in items}
     cells = scfg.cells(series, cfg.seeds) if scfg is not None else plan(cfg, series)
     report_name = name or study or "results"
-    digests = {c: cell_digest(c, p, cfg.datasets[c.dataset], cfg.max_epochs) for c in cells}
+    digests = {c: cell_digest(c, raw, cfg.datasets[c.dataset], cfg.max_epochs) for c in cells}
     todo = pending(cells, cfg.out_dir, digests)
     log.info("%d cells planned, %d already done, %d to run", len(cells), len(cells) - len(todo), len(todo))
     # torch's OpenMP threads spin while they wait: on a busy or oversubscribed machine two of
     # them made a small fit 13x slower than one (measured); parallelism comes from workers
     threads = cfg.threads
-    args = [(c, by_name[(c.dataset, c.series)], p, cfg.datasets[c.dataset], cfg.out_dir, cfg.max_epochs, threads)
+    args = [(c, by_name[(c.dataset, c.series)], raw, cfg.datasets[c.dataset], cfg.out_dir, cfg.max_epochs, threads)
             for c in todo]
     with _progress() as prog:
         bar = prog.add_task(report_name, total=len(cells), completed=len(cells) - len(todo), info="")
@@ -167,8 +171,7 @@ def benchmark_flow(params_path: str = "params.yaml", overrides: dict[str, Any] |
 def run(params_path: str = "params.yaml", overrides: dict[str, Any] | None = None,
         study: str | None = None, log_to_mlflow: bool = True, name: str | None = None) -> dict:
     """Run the flow with the task runner the config asks for (Dask when workers > 1)."""
-    p = load_params(params_path)
-    cfg = BenchmarkConfig.model_validate({**(p.get("benchmark") or {}), **(overrides or {})})
+    cfg = _config(load_params(params_path), overrides)
     runner = _runner(cfg)
     f = benchmark_flow.with_options(task_runner=runner) if runner is not None else benchmark_flow
     return f(params_path=params_path, overrides=overrides, study=study, log_to_mlflow=log_to_mlflow, name=name)

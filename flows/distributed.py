@@ -22,17 +22,18 @@ import mlflow
 from prefect import task
 
 from capmix.data.canonical import read_dataset
+from capmix.params import TuneParams
 
 
-def local_cluster_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
-    """``LocalCluster`` arguments from params ``flow``: N single-threaded worker processes.
+def local_cluster_kwargs(cfg: Any) -> dict[str, Any]:
+    """``LocalCluster`` arguments from params ``flow`` (a ``FlowParams``): N single-threaded worker processes.
 
     One Dask thread per worker (a worker trains one series at a time) and torch limited to its
     share of the cores, so N workers do not oversubscribe the machine (N x all-core torch pools).
     Scheduler, workers and the diagnostics dashboard listen on 127.0.0.1 only (random ports).
     """
-    workers = int(cfg.get("dask_workers") or 2)
-    torch_threads = int(cfg.get("dask_torch_threads") or max(1, (os.cpu_count() or 1) // workers))
+    workers = cfg.dask_workers
+    torch_threads = cfg.dask_torch_threads or max(1, (os.cpu_count() or 1) // workers)
     threads_env = {k: str(torch_threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}
     return {
         "n_workers": workers,
@@ -44,11 +45,11 @@ def local_cluster_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def dask_task_runner(cfg: dict[str, Any]):
+def dask_task_runner(cfg: Any):
     """prefect-dask runner: the cluster at ``dask_address``, else a temporary LocalCluster."""
     from prefect_dask import DaskTaskRunner
 
-    address = cfg.get("dask_address")
+    address = cfg.dask_address
     if address:
         return DaskTaskRunner(address=address)
     return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=local_cluster_kwargs(cfg))
@@ -63,13 +64,14 @@ def trial_shares(n_trials: int, workers: int) -> list[int]:
 
 def tune_config_dict(data: dict[str, str], tune_params: dict[str, Any]) -> dict[str, Any]:
     """The ``TuneConfig`` fields of params ``tune``; one study per training data digest."""
-    t = {k: v for k, v in tune_params.items() if k not in ("enabled", "best_params")}
+    tp = TuneParams.model_validate(tune_params)
+    t = tp.search_config().model_dump()
     # a deployment's shared study (e.g. PostgreSQL with a password) comes from the environment,
     # so no credential has to be written into params.yaml
     if os.environ.get("CAPMIX_TUNE_STORAGE"):
         t["storage"] = os.environ["CAPMIX_TUNE_STORAGE"]
     # one study per training data: a nightly run on new data starts a fresh search
-    t["study_name"] = f"{t.get('study_name', 'capmix')}-{data['digest'][:12]}"
+    t["study_name"] = f"{tp.study_name}-{data['digest'][:12]}"
     return t
 
 
@@ -116,8 +118,8 @@ def run_tuning(data: dict[str, str], base_cfg: dict[str, Any], tune_params: dict
     """
     from capmix.tuning import TuneConfig, plot_study, study_result, write_best_params
 
-    workers = int(tune_params.get("workers") or 1)
-    n_trials = int(tune_params.get("n_trials", 20))
+    tp = TuneParams.model_validate(tune_params)
+    workers, n_trials = tp.workers, tp.n_trials
     uri = mlflow.get_tracking_uri()
     shares = trial_shares(n_trials, workers)
     if parallel and len(shares) > 1:
@@ -127,7 +129,7 @@ def run_tuning(data: dict[str, str], base_cfg: dict[str, Any], tune_params: dict
     else:
         done = [tune_worker(data, base_cfg, tune_params, parent_run_id, uri, 0, n_trials)]
     result = study_result(TuneConfig.model_validate(tune_config_dict(data, tune_params)))
-    out = write_best_params(result, tune_params.get("best_params", "tuning/best_params.yaml"))
+    out = write_best_params(result, tp.best_params)
     plot = plot_study(result, Path(out).with_name("study.png"))
     return {"best_params": result.best_params, "best_value": result.best_value, "n_trials": result.n_trials,
             "n_pruned": result.n_pruned, "file": str(out), "plot": str(plot), "workers": len(done)}

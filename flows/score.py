@@ -34,7 +34,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from capmix.atomic import atomic_file, write_error
-from capmix.config import load_params
+from capmix.params import Params, ValidateParams, load_params
 from capmix.data.canonical import LABEL_COL, RESERVED_COLUMNS, SERIES_COL, SPLIT_COL, SPLIT_TEST, TIMESTAMP_COL
 from capmix.data.validation import DataValidationError
 from capmix.modelfiles import sha256_file
@@ -50,8 +50,8 @@ _MODELS_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<ver
 IN_MEMORY = dict(cache_policy=NO_CACHE, persist_result=False)
 
 
-def _champion_uri(p: dict[str, Any]) -> str:
-    name = p.get("register", {}).get("model_name", "capmix")
+def _champion_uri(p: Params) -> str:
+    name = p.register.model_name
     return f"models:/{name}@champion"
 
 
@@ -152,10 +152,13 @@ def read_input(input_path: str, single_series: str | None) -> dict[str, Any]:
 
 @task(name="validate-input", **IN_MEMORY)
 def validate_input(frame: pd.DataFrame, channels: list[str], window: int,
-                   validate_cfg: dict[str, Any]) -> dict[str, Any]:
-    """The training GX suite in ``mode="score"`` against the MODEL's channels; raises on failure."""
+                   validate_cfg: ValidateParams) -> dict[str, Any]:
+    """The training GX suite in ``mode="score"`` against the MODEL's channels; raises on failure.
+
+    ``validate_cfg``: params ``validate`` (its sampling and imputation rules and report folder)."""
     from capmix.data.validation import ValidationConfig, validate_frame
 
+    validate_cfg = ValidateParams.model_validate(validate_cfg)
     cfg = ValidationConfig(
         kind="univariate" if len(channels) == 1 else "multivariate",
         channels=channels,
@@ -163,12 +166,12 @@ def validate_input(frame: pd.DataFrame, channels: list[str], window: int,
         # labels, where present, are not used for scoring: any anomaly ratio may be scored
         min_anomaly_ratio=0.0,
         max_anomaly_ratio=1.0,
-        max_irregular_ratio=validate_cfg.get("max_irregular_ratio", 0.0),
-        impute=validate_cfg.get("impute", "none"),
+        max_irregular_ratio=validate_cfg.max_irregular_ratio,
+        impute=validate_cfg.impute,
         require_labels=False,
         mode="score",
     )
-    report = validate_frame(frame, cfg, Path(validate_cfg.get("out", "reports/validation")) / "score")
+    report = validate_frame(frame, cfg, Path(validate_cfg.out) / "score")
     report.raise_for_failures()  # DataValidationError listing every failed expectation
     get_run_logger().info("scoring data passed validation: %s", report.statistics)
     return {"frame": report.frame, "json": str(report.json_path), "statistics": report.statistics}
@@ -208,10 +211,9 @@ def scoring_flow(input_path: str, output_path: str, params_path: str = "params.y
     t0 = time.perf_counter()
     p = load_params(params_path)
     setup_mlflow(p)
-    cfg = p.get("mlflow", {})
-    mlflow.set_experiment(cfg.get("scoring_experiment") or f"{cfg.get('experiment', 'capmix')}-scoring")
+    mlflow.set_experiment(p.mlflow.scoring)
 
-    m = load_model(_resolve(model_uri or _champion_uri(p)), int(p.get("train", {}).get("window", 64)))
+    m = load_model(_resolve(model_uri or _champion_uri(p)), p.capmix_window())
     data = read_input(input_path, m["series"][0] if len(m["series"]) == 1 else None)
     frame = data["frame"]
 
@@ -229,7 +231,7 @@ def scoring_flow(input_path: str, output_path: str, params_path: str = "params.y
             "output.path": str(Path(output_path).resolve()),
         })
         try:
-            checked = validate_input(frame, m["channels"], m["window"], p.get("validate", {}))
+            checked = validate_input(frame, m["channels"], m["window"], p.validate)
         except DataValidationError as exc:  # the run ends FAILED; nothing is scored or written
             mlflow.set_tag("validation.passed", "False")
             if exc.report is not None and exc.report.json_path.is_file():

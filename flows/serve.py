@@ -17,21 +17,21 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from prefect.schedules import Cron, Schedule
 
-from capmix.config import load_params
+from capmix.params import Params, load_params
 
 DEPLOYMENT_NAME = "capmix-nightly"
 DEFAULT_TIMEZONE = "UTC"
 TAGS = ["capmix", "training", "nightly"]
 
 
-def deployment_schedule(params: dict[str, Any]) -> tuple[str, str]:
+def deployment_schedule(params: Params) -> tuple[str, str]:
     """``(cron, timezone)`` of the nightly run from params ``schedule`` (validated, so a typo fails here)."""
-    sched = params.get("schedule") or {}
-    cron = sched.get("cron")
-    if not isinstance(cron, str) or not cron.strip():
+    sched = params.schedule
+    cron = sched.cron
+    if not cron.strip():
         raise ValueError("params.yaml schedule.cron is missing; set e.g. schedule: {cron: '0 2 * * *', timezone: UTC}")
     cron = cron.strip()
-    timezone = str(sched.get("timezone") or DEFAULT_TIMEZONE)
+    timezone = sched.timezone or DEFAULT_TIMEZONE
     try:
         Cron(cron, timezone=timezone)  # Prefect's own check of the cron string
     except ValueError as exc:
@@ -45,7 +45,7 @@ def deployment_schedule(params: dict[str, Any]) -> tuple[str, str]:
     return cron, timezone
 
 
-def nightly_schedule(params: dict[str, Any]) -> Schedule:
+def nightly_schedule(params: Params) -> Schedule:
     cron, timezone = deployment_schedule(params)
     return Cron(cron, timezone=timezone)
 
