@@ -47,14 +47,20 @@ def _user_errors() -> Iterator[None]:
         _fail(write_error(exc))
 
 
-def _params(path: Path) -> dict[str, Any]:
-    from capmix.config import load_params
+def _params(path: Path) -> Any:
+    """params.yaml, typed (capmix/params.py); a bad file is one line and exit code 2, before anything is written."""
+    from capmix.params import load_params
 
     try:
         return load_params(path)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
         raise
+
+
+def _stage_params(path: Path, stage: str) -> Any:
+    """The params a DVC stage's command may read: any read that dvc.yaml does not list for it raises."""
+    return _params(path).scoped(stage)
 
 
 def _progress() -> Progress:
@@ -72,31 +78,23 @@ def _progress() -> Progress:
 @app.command()
 def generate(params: ParamsOpt = Path("params.yaml")) -> None:
     """Write the embedded default dataset (seeded synthetic series) from params ``generate``."""
-    from capmix.data.synthetic import GeneratorConfig, generate_dataset
+    from capmix.data.synthetic import generate_dataset
 
-    p = _params(params)
-    section = dict(p.get("generate", {}))
-    out = Path(section.pop("out", "data/default/series.parquet"))
+    gen = _stage_params(params, "generate").generate
+    out = Path(gen.out)
     try:
-        cfg = GeneratorConfig.model_validate(section)
-    except ValueError as exc:
-        _fail(f"params.yaml generate section: {exc}")
-    try:
-        generate_dataset(cfg, out)
+        generate_dataset(gen.generator(), out)
     except OSError as exc:
         _fail(write_error(exc))
     console.print(f"wrote {out}")
 
 
-def tuned_params(p: dict[str, Any]) -> dict[str, Any]:
-    """gamma/alpha[/mixup_layers] from the tuning file, when tuning is enabled in params."""
-    from capmix.tuning import read_best_params
-
-    tune = p.get("tune", {}) or {}
-    return read_best_params(tune.get("best_params", "tuning/best_params.yaml")) if tune.get("enabled") else {}
+def tuned_params(p: Any) -> dict[str, Any]:
+    """gamma/alpha[/mixup_layers] from the tuning file: the one rule, ``Params.tuned_overrides``."""
+    return p.tuned_overrides()
 
 
-def train_all(p: dict[str, Any], models: Path, preset: str | None = None) -> list[dict[str, Any]]:
+def train_all(p: Any, models: Path, preset: str | None = None) -> list[dict[str, Any]]:
     """Train one model per series with a progress bar; returns per-series summaries."""
     from capmix.detectors.registry import detector_name, run_config
     from capmix.pipeline import DatasetConfig, load_series, train_series
@@ -135,17 +133,17 @@ def train(
     preset: Annotated[str | None, typer.Option(help="override train.preset")] = None,
 ) -> None:
     """Train one detector (params ``detector``: capmix | coad) per series of the configured dataset."""
-    p = _params(params)
+    p = _stage_params(params, "train")
     with _user_errors():
         train_all(p, models, preset)
 
 
-def evaluate_all(p: dict[str, Any], models: Path, out: Path, plots: Path) -> dict[str, float]:
+def evaluate_all(p: Any, models: Path, out: Path, plots: Path) -> dict[str, float]:
     """Evaluate every saved model on its series' test period; write metrics and plots."""
-    from capmix.pipeline import DatasetConfig, EvaluateConfig, evaluate_saved, load_series, write_evaluation
+    from capmix.pipeline import evaluate_saved, load_series, write_evaluation
 
-    ecfg = EvaluateConfig.model_validate(p.get("evaluate", {}))
-    series = load_series(DatasetConfig.model_validate(p.get("dataset", {})))
+    ecfg = p.evaluate
+    series = load_series(p.dataset)
     results, scores, thresholds = [], [], []
     with _progress() as prog:
         task = prog.add_task("evaluate", total=len(series), info="")
@@ -166,7 +164,7 @@ def evaluate(
     plots: Annotated[Path, typer.Option(help="plots directory")] = Path("plots"),
 ) -> None:
     """RPA/PA/PW F1 under both threshold protocols, AUCs, per series and aggregated."""
-    p = _params(params)
+    p = _stage_params(params, "evaluate")
     with _user_errors():
         metrics = evaluate_all(p, models, out, plots)
     print_headline(metrics)
@@ -216,20 +214,17 @@ def ingest(
 
     Nothing is written unless every expectation holds (the validation report says what failed).
     """
-    from capmix.config import detector_config
     from capmix.data.canonical import RESERVED_COLUMNS, canonical_columns, from_frame, read_table, write_dataset
-    from capmix.data.validation import ValidationConfig, validate_frame
+    from capmix.data.validation import validate_frame
 
     p = _params(params)
-    v = dict(p.get("validate", {}) or {})
-    report_dir = v.pop("out", "reports/validation")
-    target = out or Path((p.get("dataset", {}) or {}).get("path", "data/default/series.parquet"))
+    target = out or Path(p.dataset.path)
     with _user_errors():
         frame = canonical_columns(read_table(input), default_series=input.stem)
         n_channels = len([c for c in frame.columns if c not in RESERVED_COLUMNS])
-        cfg = ValidationConfig(kind="univariate" if n_channels == 1 else "multivariate",
-                               window=detector_config(p).window, require_labels=not unlabelled, mode="train", **v)
-        report = validate_frame(frame, cfg, report_dir)
+        cfg = p.validate.config(kind="univariate" if n_channels == 1 else "multivariate",
+                                window=p.capmix_window(), require_labels=not unlabelled, mode="train")
+        report = validate_frame(frame, cfg, p.validate.out)
         report.raise_for_failures()
         series = from_frame(report.frame)
         write_dataset(series, target, metadata={"source": str(input)})
@@ -243,25 +238,20 @@ def validate(
     channels: Annotated[str | None, typer.Option(help="comma-separated expected channels (scoring)")] = None,
 ) -> None:
     """Great Expectations suite on the dataset; non-zero exit listing every failed expectation."""
-    from capmix.config import detector_config
     from capmix.data.canonical import read_dataset, to_frame
-    from capmix.pipeline import DatasetConfig
-    from capmix.data.validation import ValidationConfig, validate_frame
+    from capmix.data.validation import validate_frame
 
-    p = _params(params)
-    v = dict(p.get("validate", {}) or {})
-    out = v.pop("out", "reports/validation")
+    p = _stage_params(params, "validate")
     with _user_errors():
-        series = read_dataset(DatasetConfig.model_validate(p.get("dataset", {})).path)
-        cfg = ValidationConfig(
+        series = read_dataset(p.dataset.path)
+        cfg = p.validate.config(
             kind="univariate" if series[0].n_channels == 1 else "multivariate",
             channels=channels.split(",") if channels else None,
-            window=detector_config(p).window,
+            window=p.capmix_window(),
             require_labels=mode == "train",
             mode=mode,
-            **v,
         )
-        report = validate_frame(to_frame(series), cfg, out)
+        report = validate_frame(to_frame(series), cfg, p.validate.out)
         report.raise_for_failures()
     console.print(f"validation passed: {report.json_path} (Data Docs: {report.data_docs_path})")
 
@@ -269,27 +259,28 @@ def validate(
 @app.command()
 def tune(params: ParamsOpt = Path("params.yaml")) -> None:
     """Optuna gamma/alpha search on the training period; writes tune.best_params (DVC-tracked)."""
-    from capmix.config import detector_config
-    from capmix.pipeline import DatasetConfig, load_series, write_json
-    from capmix.tuning import TuneConfig, plot_study, tune as run_tune, write_best_params
+    from capmix.atomic import write_json
+    from capmix.pipeline import load_series
+    from capmix.tuning import plot_study, tune as run_tune, write_best_params
 
-    from capmix.detectors.registry import detector_name
+    from capmix.detectors.registry import family
 
-    p = _params(params)
-    t = dict(p.get("tune", {}) or {})
-    out = Path(t.pop("best_params", "tuning/best_params.yaml"))
-    if t.get("enabled") and detector_name(p) != "capmix":
-        _fail("tuning searches CAPMix's gamma/alpha only; with `detector: coad` set coad.lr / coad.recon_weight "
-              "in params.yaml by hand, or set tune.enabled: false")
-    if not t.get("enabled"):
+    p = _stage_params(params, "tune")
+    t = p.tune
+    out = Path(t.best_params)
+    name = p.detector
+    if t.enabled and family(name) != "capmix":
+        _fail(f"tuning searches CAPMix's gamma/alpha only; with `detector: {name}` set its own section of "
+              "params.yaml by hand, or set tune.enabled: false")
+    if not t.enabled:
         # keep the stage's output well-defined: no tuned parameters are applied
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("# tuning disabled (params.yaml tune.enabled: false)\nbest_params: {}\n")
         console.print(f"tuning disabled; wrote {out}")
         return
     with _user_errors():
-        series = load_series(DatasetConfig.model_validate(p.get("dataset", {})))
-        result = run_tune(series, detector_config(p), TuneConfig.model_validate(t))
+        series = load_series(p.dataset)
+        result = run_tune(series, p.detector_config(), t.search_config())
         write_best_params(result, out)
         plot_study(result, out.with_name("study.png"))
         write_json({"best_value": result.best_value, **result.best_params}, out.with_name("best_metrics.json"))
@@ -301,7 +292,7 @@ def run(params: ParamsOpt = Path("params.yaml")) -> None:
     """The main job without orchestration: generate (if needed) -> train -> evaluate."""
     t0 = time.perf_counter()
     p = _params(params)
-    data_path = Path(p.get("dataset", {}).get("path", "data/default/series.parquet"))
+    data_path = Path(p.dataset.path)
     if not data_path.exists():
         generate(params)
     with _user_errors():

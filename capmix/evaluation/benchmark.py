@@ -40,9 +40,10 @@ REPORT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("precision oracle", "window/oracle/rpa_precision_micro"),
     ("AUC-PR", "window/auc_pr_mean"),
     ("UCR accuracy", "ucr/accuracy"),
-    ("UCR RPA-F1", "ucr/rpa_f1_mean"),
+    ("UCR accuracy, reference rule", "ucr/accuracy_reference_rule"),
+    ("UCR RPA-F1, reference rule", "ucr/rpa_f1_mean"),
     ("UCR accuracy, best epoch on test", "ucr_best_epoch/accuracy"),
-    ("UCR RPA-F1, best epoch on test", "ucr_best_epoch/rpa_f1_mean"),
+    ("UCR accuracy, reference rule, best epoch on test", "ucr_best_epoch/accuracy_reference_rule"),
 )
 
 

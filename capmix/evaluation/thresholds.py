@@ -38,7 +38,10 @@ TAUS: np.ndarray = np.round(np.arange(TAU_MIN, TAU_MAX, TAU_STEP), TAU_DECIMALS)
 #: 3-sigma rule for the deployable threshold.
 DEFAULT_VALIDATION_Z = 3.0
 
-#: UCR protocol constants (METHOD.md section 6).
+#: UCR archive rule (METHOD.md section 6, the KDD Cup 2021's): a hit lies within this many points of
+#: the labelled anomaly's first or last point.
+UCR_MARGIN_POINTS = 100
+#: The authors' reference-code rule (secondary column only).
 UCR_WIDEN_POINTS = 100  # labels are widened by this many points on each side
 UCR_MIN_TOLERANCE_POINTS = 100  # the hit tolerance is at least this many points
 UCR_MAX_TIES = 10  # more windows than this sharing the top score => no prediction
@@ -62,6 +65,46 @@ class UCRResult:
     hit: bool
     predicted_window: int | None
     rpa_f1: float
+
+
+@dataclass(frozen=True)
+class UCRArchiveResult:
+    """The UCR archive's rule on one series: the top-scoring location and whether it is a hit."""
+
+    hit: bool
+    location: int | None  #: 0-based point of the test part; None = no prediction (too many ties)
+
+
+def top_location(point_scores: object, max_ties: int = UCR_MAX_TIES) -> int | None:
+    """The single highest-scoring location: the centre of the first contiguous run of points holding
+    the top score; ``None`` when more than ``max_ties`` separate runs share it (no prediction)."""
+    s = as_scores(point_scores, "point_scores")
+    at_top = np.concatenate(([False], s == s.max(), [False]))
+    edges = np.flatnonzero(np.diff(at_top.astype(np.int8)))
+    starts, ends = edges[0::2], edges[1::2]  # runs [start, end)
+    if len(starts) > max_ties:
+        return None
+    return int((starts[0] + ends[0] - 1) // 2)
+
+
+def ucr_archive_hit(point_scores: object, point_labels: object, margin: int = UCR_MARGIN_POINTS,
+                    max_ties: int = UCR_MAX_TIES) -> UCRArchiveResult:
+    """The UCR archive's rule (METHOD.md section 6): hit iff the top location lies within
+    ``[start - margin, end + margin]``, ``start``/``end`` the first and last anomalous point.
+
+    Scores and labels share one coordinate system (the test part, 0-based), so the file names'
+    1-based inclusive positions convert by the same offset on both sides.
+    """
+    s = as_scores(point_scores, "point_scores")
+    gt = as_labels(point_labels, "point_labels")
+    check_same_length(s, gt, "point_scores", "point_labels")
+    anomalous = np.flatnonzero(gt)
+    if len(anomalous) == 0:
+        raise ValueError("point_labels has no anomaly; the UCR rule needs one labelled anomaly per series")
+    loc = top_location(s, max_ties)
+    if loc is None:
+        return UCRArchiveResult(False, None)
+    return UCRArchiveResult(bool(anomalous[0] - margin <= loc <= anomalous[-1] + margin), loc)
 
 
 def zscore(scores: np.ndarray) -> np.ndarray:
@@ -157,7 +200,7 @@ def ucr_protocol(
     tolerance: int = UCR_MIN_TOLERANCE_POINTS,
     max_ties: int = UCR_MAX_TIES,
 ) -> UCRResult:
-    """UCR protocol on one series: is the single top-scoring window near the anomaly?
+    """The authors' reference-code UCR rule (secondary: looser than :func:`ucr_archive_hit`).
 
     Labels are widened by ``widen`` points each side, then turned into window labels
     (first-``stride``-points convention); ``b``/``e`` are the first and one-past-last

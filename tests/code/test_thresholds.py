@@ -196,3 +196,55 @@ def test_evaluate_series_adds_the_best_epoch_protocol_only_when_given_epoch_scor
     assert both.ucr_hit is False and both.ucr_epoch_hit is True and both.ucr_epoch == 2
     agg = aggregate([plain, both])
     assert agg["ucr/accuracy"] == 0.0 and agg["ucr_best_epoch/accuracy"] == 1.0  # only series that have it
+
+
+# ----------------------------------------------------------------------------- UCR archive rule
+def _one_anomaly(n: int = 1000, start: int = 400, end: int = 419) -> np.ndarray:
+    y = np.zeros(n, dtype=np.int8)
+    y[start:end + 1] = 1  # first and last anomalous point, inclusive, as the file names give them
+    return y
+
+
+@pytest.mark.parametrize("peak, hit", [(300, True), (299, False), (519, True), (520, False), (410, True)])
+def test_ucr_archive_rule_edges_at_start_minus_100_and_end_plus_100(peak, hit):
+    from capmix.evaluation.thresholds import ucr_archive_hit
+
+    s = np.zeros(1000)
+    s[peak] = 1.0
+    r = ucr_archive_hit(s, _one_anomaly())
+    assert r.location == peak and r.hit is hit
+
+
+def test_ucr_archive_rule_takes_the_centre_of_the_first_top_run():
+    from capmix.evaluation.thresholds import top_location, ucr_archive_hit
+
+    s = np.zeros(1000)
+    s[100:111] = 5.0  # first run, centre 105: far from the anomaly
+    s[405:410] = 5.0  # a later run on the anomaly does not count
+    assert top_location(s) == 105
+    assert not ucr_archive_hit(s, _one_anomaly()).hit
+
+
+def test_ucr_archive_rule_more_than_ten_tied_runs_is_a_miss():
+    from capmix.evaluation.thresholds import ucr_archive_hit
+
+    s = np.zeros(1000)
+    s[np.arange(0, 1000, 80)] = 1.0  # 13 separate runs share the top, one of them on the anomaly
+    r = ucr_archive_hit(s, _one_anomaly())
+    assert r.location is None and not r.hit
+    s2 = np.zeros(1000)
+    s2[np.arange(400, 1000, 60)] = 1.0  # 10 runs: a prediction, the first run at 400
+    assert ucr_archive_hit(s2, _one_anomaly()).hit
+
+
+def test_ucr_archive_rule_is_stricter_than_the_reference_rule():
+    """A window 250 points before a 20-point anomaly: the reference rule's tolerance accepts it."""
+    from capmix.evaluation.thresholds import ucr_archive_hit, ucr_protocol
+    from capmix.windows import point_scores
+
+    y = _one_anomaly(2000, 1000, 1019)
+    W, st = 64, 16
+    ws = np.zeros((2000 - W) // st + 1)
+    ws[(1000 - 250) // st] = 1.0
+    assert ucr_protocol(ws, y, W, st, widen=100).hit
+    assert not ucr_archive_hit(point_scores(ws, 2000, W, st), y).hit
