@@ -24,7 +24,7 @@ from capmix.config import detector_config, load_params
 from capmix.detectors.registry import detector_name
 from capmix.data.canonical import read_dataset
 from capmix.atomic import write_error, write_json
-from capmix.pipeline import EvaluateConfig, write_evaluation
+from capmix.pipeline import write_evaluation
 from capmix.redaction import redact
 from capmix.evaluation.plots import plot_dtw_histogram, plot_training_curves
 from flows import promotion, tasks
@@ -45,16 +45,17 @@ def user_tracking_uri() -> str | None:
     return None if env is None or env == _LAST_SET_URI else env
 
 
-def setup_mlflow(p: dict[str, Any]) -> None:
-    """Tracking and registry URI from the environment (MLFLOW_TRACKING_URI wins) or params ``mlflow``."""
-    cfg = p.get("mlflow", {})
+def setup_mlflow(p: Params, experiment: str | None = None) -> None:
+    """Tracking and registry URI from the environment (MLFLOW_TRACKING_URI wins) or params ``mlflow``;
+    the experiment is ``mlflow.experiment`` unless ``experiment`` names another."""
+    cfg = p.mlflow
     global _LAST_SET_URI
-    uri = user_tracking_uri() or cfg.get("tracking_uri", "sqlite:///mlflow.db")
+    uri = user_tracking_uri() or cfg.tracking_uri
     mlflow.set_tracking_uri(uri)
     _LAST_SET_URI = uri
     mlflow.set_registry_uri(uri)
-    name = cfg.get("experiment", "capmix")
-    location = cfg.get("artifact_location")  # e.g. s3://bucket/mlflow; only used when creating the experiment
+    name = experiment or cfg.experiment
+    location = cfg.artifact_location  # e.g. s3://bucket/mlflow; only used when creating the experiment
     if location and mlflow.get_experiment_by_name(name) is None:
         try:
             mlflow.create_experiment(name, artifact_location=location)
@@ -87,11 +88,10 @@ def training_flow(
     log = get_run_logger()
     t0 = time.perf_counter()
     p = load_params(params_path)
-    tune_params = dict(p.get("tune", {}))
-    do_tune = tune_params.get("enabled", False) if tune is None else tune
-    base_cfg = detector_config(p)
-    ecfg = EvaluateConfig.model_validate(p.get("evaluate", {}))
-    out = Path(p.get("flow", {}).get("out_dir", "runs/latest")).resolve()
+    do_tune = p.tune.enabled if tune is None else tune
+    base_cfg = p.detector_config()
+    ecfg = p.evaluate
+    out = Path(p.flow.out_dir).resolve()
     models_dir, work_dir, plots_dir = str(out / "models"), str(out / "work"), str(out / "plots")
     metrics_dir = str(out / "metrics")
     # one flow at a time per output directory: a second flow started at once waits here instead of
@@ -99,30 +99,30 @@ def training_flow(
     with out_dir_lock(out, log):
         shutil.rmtree(plots_dir, ignore_errors=True)  # only this run's plots go to MLflow
 
-        data = tasks.ingest(p.get("dataset", {}), p.get("generate", {}))
-        checked = tasks.validate(data, p.get("validate", {}), base_cfg.window)
+        data = tasks.ingest(p.dataset.model_dump(), p.generate.model_dump())
+        checked = tasks.validate(data, p.validate.model_dump(), base_cfg.window)
         data = {"path": checked["path"], "digest": checked["digest"]}
         names = [s.name for s in read_dataset(data["path"])]
 
         setup_mlflow(p)
         client = mlflow.MlflowClient()
-        exp = mlflow.get_experiment_by_name(p.get("mlflow", {}).get("experiment", "capmix"))
+        exp = mlflow.get_experiment_by_name(p.mlflow.experiment)
         for dead in fail_dead_runs(client, exp.experiment_id) if exp is not None else []:
             log.warning("MLflow run %s was left RUNNING by a killed process: marked FAILED", dead)
         with mlflow.start_run(run_name=f"train-{time.strftime('%Y%m%d-%H%M%S')}") as run:
             mlflow.log_params({f"train.{k}": v for k, v in base_cfg.model_dump().items()})
-            mlflow.set_tags({"dataset": p.get("dataset", {}).get("name", "default"), "data.digest": data["digest"],
+            mlflow.set_tags({"dataset": p.dataset.name, "data.digest": data["digest"],
                              **run_owner_tags()})
 
-            kind = detector_name(p)
+            kind = p.detector
             mlflow.set_tag("detector", kind)
             if do_tune and kind != "capmix":
                 # the Optuna search is over CAPMix's gamma/alpha; CoAD trains with params `coad` as set
                 log.warning("tuning searches CAPMix's gamma/alpha only: skipped for detector %r", kind)
                 do_tune = False
             if do_tune:
-                parallel = p.get("flow", {}).get("task_runner", "sequential") != "sequential"
-                best = tune_task(data, base_cfg.model_dump(), tune_params, run.info.run_id, parallel)
+                parallel = p.flow.task_runner != "sequential"
+                best = tune_task(data, base_cfg.model_dump(), p.tune.model_dump(), run.info.run_id, parallel)
                 mlflow.log_artifact(best["plot"], "tuning")
                 mlflow.log_artifact(best["file"], "tuning")
             from capmix.tuning import read_best_params
@@ -171,31 +171,31 @@ def training_flow(
                 r = e["result"]
                 mlflow.log_metrics({f"series.{r.series}.{k.replace('/', '.')}": v
                                     for k, v in r.flat().items() if k.endswith("rpa_f1") and np.isfinite(v)})
-            if (p.get("shift") or {}).get("enabled"):
-                _log_shift(p, data, trained, kind, out / "shift", log)
+            if p.shift.enabled:
+                _log_shift(p.shift, data, trained, kind, out / "shift", log)
             mlflow.log_artifacts(plots_dir, "plots")
             mlflow.log_artifact(f"{metrics_dir}/metrics.json")
             mlflow.log_artifact(f"{metrics_dir}/metrics_all.json")
             mlflow.log_artifact(f"{metrics_dir}/per_series.csv")
 
             summary = {"run_id": run.info.run_id, "metrics": {k: metrics.get(k) for k in HEADLINE}}
-            reg = p.get("register", {})
-            metric_key = reg.get("metric", "auc_pr")
+            reg = p.register
+            metric_key = reg.metric
             value = float(metrics.get(metric_key, float("nan")))
-            passed = np.isfinite(value) and value >= float(reg.get("min_metric", 0.0))
+            passed = np.isfinite(value) and value >= reg.min_metric
             mlflow.set_tag("evaluation.passed", str(passed))
             if register and passed:
                 # register + promote under the model's registry lock: concurrent flows register one after
                 # the other and each gate compares against the champion of that moment
-                name = reg.get("model_name", "capmix")
+                name = reg.model_name
                 with registry_lock(mlflow.get_tracking_uri(), name) as lock:
                     log.info("holding registry lock %s", lock)
                     summary.update(_register(p, data, models_dir, metrics, run.info.run_id))
-                    summary.update(promotion.gate(name, summary["version"], metric_key, float(reg.get("margin", 0.0)),
+                    summary.update(promotion.gate(name, summary["version"], metric_key, reg.margin,
                                                   value, data["path"], ecfg.model_dump()))
             elif register:
                 log.warning("evaluation gate failed (%s = %s < %s): nothing registered", metric_key, value,
-                            reg.get("min_metric"))
+                            reg.min_metric)
             summary["seconds"] = round(time.perf_counter() - t0, 1)
             write_json(summary, out / "flow_summary.json")
             create_markdown_artifact(_markdown(summary), key="capmix-train-summary")
@@ -208,10 +208,10 @@ def _register(p, data, models_dir, metrics, run_id):
     from capmix.data.canonical import to_frame
     from flows.bundle import log_bundle
 
-    name = p.get("register", {}).get("model_name", "capmix")
+    name = p.register.model_name
     example = to_frame(read_dataset(data["path"])[:1])
     mv = log_bundle(models_dir, example, name, tags={"data.digest": data["digest"]},
-                    metrics={k: v for k, v in metrics.items() if k in HEADLINE}, params=p, run_id=run_id)
+                    metrics={k: v for k, v in metrics.items() if k in HEADLINE}, params=p.model_dump(), run_id=run_id)
     return {"model_name": name, "version": str(mv.version)}
 
 
@@ -238,8 +238,8 @@ def _log_shift(p: dict[str, Any], data: dict[str, str], trained: list[dict[str, 
         return
     shutil.rmtree(shift_dir, ignore_errors=True)
     rows = []
-    for i, t in enumerate(trained[: int(cfg.get("max_series", 2))]):
-        png = str(shift_dir / f"shift_{t['series']}.png") if i < int(cfg.get("plots", 1)) else None
+    for i, t in enumerate(trained[: cfg.max_series]):
+        png = str(shift_dir / f"shift_{t['series']}.png") if i < cfg.plots else None
         try:
             rows.append(tasks.anomaly_shift(data, t, png))
         except ValueError as exc:  # e.g. no anomalous test window in this series
@@ -263,7 +263,7 @@ def _markdown(summary: dict[str, Any]) -> str:
     return f"## capmix training run\n\n| metric | value |\n|---|---|\n{rows}{extra}\n"
 
 
-def _fan_out(p: dict[str, Any]):
+def _fan_out(p: Params):
     """Per-series fan-out: mapped over the task runner, or in the flow's own thread when sequential.
 
     ``flow.task_runner: sequential`` (the default on small machines) calls the tasks one after
@@ -273,7 +273,7 @@ def _fan_out(p: dict[str, Any]):
     def per_call(task, calls):  # one task for all calls, or one task per call
         return task if isinstance(task, list) else [task] * len(calls)
 
-    if p.get("flow", {}).get("task_runner", "sequential") == "sequential":
+    if p.flow.task_runner == "sequential":
         return lambda task, calls: [t(*args) for t, args in zip(per_call(task, calls), calls)]
 
     def mapped(task, calls):
@@ -283,15 +283,15 @@ def _fan_out(p: dict[str, Any]):
     return mapped
 
 
-def runner_for(p: dict[str, Any]):
+def runner_for(p: Params):
     """Task runner from params ``flow``: threads (also used by ``sequential``), or Dask (prefect-dask):
     the cluster at ``dask_address``, else a LocalCluster of ``dask_workers`` processes per flow run."""
-    cfg = p.get("flow", {})
-    if cfg.get("task_runner", "threads") == "dask":
+    cfg = p.flow
+    if cfg.task_runner == "dask":
         from flows.distributed import dask_task_runner
 
         return dask_task_runner(cfg)
-    return ThreadPoolTaskRunner(max_workers=int(cfg.get("max_workers", 2)))
+    return ThreadPoolTaskRunner(max_workers=cfg.max_workers)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tune", action=argparse.BooleanOptionalAction, default=None)
     ap.add_argument("--no-register", action="store_true")
     args = ap.parse_args(argv)
-    from capmix.detectors.capmix.detector import ModelFileError
+    from capmix.modelfiles import ModelFileError
 
     try:
         p = load_params(args.params)
@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def print_summary(summary: dict[str, Any], p: dict[str, Any]) -> None:
+def print_summary(summary: dict[str, Any], p: Params) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -333,7 +333,7 @@ def print_summary(summary: dict[str, Any], p: dict[str, Any]) -> None:
     con.print(table)
     if "version" in summary:
         con.print(f"model [bold]{summary['model_name']}[/] v{summary['version']}: {summary['promotion']} — {summary['reason']}")
-    uri = redact(p.get("mlflow", {}).get("tracking_uri", "sqlite:///mlflow.db"))
+    uri = redact(p.mlflow.tracking_uri)
     con.print(f"done in {summary['seconds']}s. MLflow UI: [bold].venv/bin/mlflow ui --backend-store-uri {uri}[/] "
               "(http://127.0.0.1:5000); Prefect UI: [bold].venv/bin/prefect server start[/] (http://127.0.0.1:4200)")
 
