@@ -13,12 +13,12 @@ import typer
 
 from capmix.cli import ParamsOpt, _fail, _params, _user_errors, app, console
 
-def _client(p: dict[str, Any]):
+def _client(p: Any):
     import os
 
     import mlflow
 
-    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", p.get("mlflow", {}).get("tracking_uri", "sqlite:///mlflow.db")))
+    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", p.mlflow.tracking_uri))
     return mlflow.MlflowClient()
 
 
@@ -32,7 +32,7 @@ def promote(
     from flows.promotion import promote as do_promote
 
     p = _params(params)
-    name = p.get("register", {}).get("model_name", "capmix")
+    name = p.register.model_name
     try:
         do_promote(_client(p), name, version, reason)
     except Exception as exc:  # registry errors are user-facing here
@@ -49,7 +49,7 @@ def rollback(
     from flows.promotion import rollback as do_rollback
 
     p = _params(params)
-    name = p.get("register", {}).get("model_name", "capmix")
+    name = p.register.model_name
     try:
         entry = do_rollback(_client(p), name, reason)
     except Exception as exc:
@@ -77,12 +77,12 @@ def benchmark(
     p = _params(params)
     over: dict[str, Any] = {}
     if dataset:
-        known = (p.get("benchmark") or {}).get("datasets") or {}
+        known = p.benchmark.datasets
         names = [d.strip() for d in dataset.split(",") if d.strip()]
         missing = [d for d in names if d not in known]
         if missing:
             _fail(f"dataset(s) {missing} are not in params benchmark.datasets ({sorted(known)}); add them there")
-        over["datasets"] = {d: known[d] for d in names}
+        over["datasets"] = {d: known[d].model_dump() for d in names}
     if methods:
         over["methods"] = [m.strip() for m in methods.split(",") if m.strip()]
         with _user_errors():
