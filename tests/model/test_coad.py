@@ -92,7 +92,7 @@ def test_same_seed_same_scores_other_seed_other_scores(fitted, data):
 
 
 def test_registry_and_params_build_coad_on_the_capmix_segments():
-    p = load_params("params.yaml")
+    p = load_params("params.yaml").model_dump()  # the typed params as the dict the registry reads
     cfg = detector_config(p, preset="smd")
     det = build_detector("coad", cfg, p, seed=3, preset="smd")
     assert isinstance(det, CoADDetector)
