@@ -309,6 +309,108 @@ def _load_checkpoint(path: Path, fingerprint: str) -> dict | None:
     return state
 
 
+class _Run:
+    """Everything one training run mutates: network, optimiser, schedules, generators, early stopping.
+
+    Kept together so a checkpoint is one ``state()`` and a resume one ``restore()``.
+    """
+
+    def __init__(self, data: AugmentedData, cfg: DetectorConfig):
+        self.cfg = cfg
+        self.rng = seed_everything(cfg.seed, TRAIN_STREAM)
+        self.device = device = resolve_device(cfg.device)
+        self.model = build_model(data.n_channels, cfg).to(device)
+        # the fused kernel updates all parameters in one pass (the per-tensor ops were ~7 % of an epoch)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99),
+                                    weight_decay=cfg.weight_decay, fused=True)
+        self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(self.opt, factor=cfg.lr_factor,
+                                                                patience=cfg.lr_patience)
+        self.amp = amp_enabled(cfg, device)
+        # disabled, the scaler is the identity and step() is a plain opt.step(): the float32 path is unchanged
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp)
+        self.x_tr = torch.from_numpy(np.ascontiguousarray(data.x_train, dtype=np.float32)).to(device)
+        self.y_tr = torch.from_numpy(data.y_train.astype(np.float32)).to(device)
+        self.x_va = torch.from_numpy(np.ascontiguousarray(data.x_val, dtype=np.float32)).to(device)
+        self.y_va = torch.from_numpy(data.y_val.astype(np.float32)).to(device)
+        self.gen = torch.Generator().manual_seed(int(self.rng.integers(2**31)))
+        self.model_gen = torch.Generator(device=device).manual_seed(int(self.rng.integers(2**31)))
+        self.model.set_generator(self.model_gen)
+        self.layers = list(cfg.mixup_layers) if cfg.use_mixup else []
+        self.result = TrainResult(model=self.model)
+        self.best, self.best_state, self.bad_epochs = math.inf, None, 0
+
+    _PARTS = ("model", "opt", "sched", "scaler")
+
+    def state(self, fingerprint: str, epoch: int) -> dict[str, Any]:
+        r = self.result
+        return {"fingerprint": fingerprint, "epoch": epoch,
+                **{k: getattr(self, k).state_dict() for k in self._PARTS},
+                "np_rng": self.rng.bit_generator.state, "gen": self.gen.get_state(),
+                "model_gen": self.model_gen.get_state(), "best": self.best, "best_state": self.best_state,
+                "bad_epochs": self.bad_epochs, "best_epoch": r.best_epoch, "stopped_early": r.stopped_early,
+                "history": [dict(e.__dict__) for e in r.history]}
+
+    def restore(self, saved: dict[str, Any]) -> int:
+        """Resume from a checkpoint; returns the first epoch still to train."""
+        for k in self._PARTS:
+            getattr(self, k).load_state_dict(saved[k])
+        self.rng.bit_generator.state = saved["np_rng"]
+        self.gen.set_state(saved["gen"])
+        self.model_gen.set_state(saved["model_gen"])
+        self.best, self.best_state, self.bad_epochs = saved["best"], saved["best_state"], saved["bad_epochs"]
+        r = self.result
+        r.best_epoch, r.stopped_early = saved["best_epoch"], saved["stopped_early"]
+        r.history = [EpochLog(**e) for e in saved["history"]]
+        r.resumed_from = saved["epoch"] + 1
+        return self.cfg.max_epochs + 1 if r.stopped_early else r.resumed_from  # finished: nothing left
+
+    def train_epoch(self) -> tuple[float, float]:
+        """One pass over the shuffled training windows; returns (mean loss, seconds in the network)."""
+        cfg, model, rng, device = self.cfg, self.model, self.rng, self.device
+        model.train()
+        n = self.x_tr.shape[0]
+        order = torch.randperm(n, generator=self.gen).to(device)
+        total, seen, t_net = 0.0, 0, 0.0
+        for start in range(0, n, cfg.batch_size):
+            idx = order[start : start + cfg.batch_size]
+            if idx.shape[0] < 2:  # BatchNorm needs two samples in training mode
+                continue
+            xb, yb = self.x_tr[idx], self.y_tr[idx]
+            mix = None
+            if self.layers:
+                layer = self.layers[int(rng.integers(len(self.layers)))]
+                lam = float(rng.beta(cfg.alpha, cfg.alpha))
+                perm = torch.randperm(idx.shape[0], generator=self.gen).to(device)
+                mix = (layer, lam, perm)
+                yb = lam * yb + (1.0 - lam) * yb[perm]
+            t_b = time.perf_counter()
+            with torch.autocast(device.type, dtype=torch.float16, enabled=self.amp):
+                logits = model(xb, mix)
+            loss = soft_cross_entropy(logits.float(), yb)
+            self.opt.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            t_net += time.perf_counter() - t_b
+            total += float(loss.detach()) * idx.shape[0]
+            seen += idx.shape[0]
+        return total / max(1, seen), t_net
+
+    def select(self, epoch: int, val_loss: float, val_auc: float) -> None:
+        """Early stopping: keep the best weights so far; stop after ``patience`` epochs without gain."""
+        cfg = self.cfg
+        # lower is better for both signals
+        signal = val_loss if cfg.early_stopping == "val_loss" or math.isnan(val_auc) else -val_auc
+        if signal < self.best - cfg.min_delta:
+            self.best, self.bad_epochs, self.result.best_epoch = signal, 0, epoch
+            self.best_state = copy.deepcopy(self.model.state_dict())
+        else:
+            self.bad_epochs += 1
+            # BatchNorm running statistics need a few epochs before eval-mode losses mean much
+            if self.bad_epochs >= cfg.patience and epoch >= cfg.min_epochs:
+                self.result.stopped_early = True
+
+
 def train_model(
     data: AugmentedData,
     cfg: DetectorConfig,
@@ -327,111 +429,34 @@ def train_model(
     atomically; a call with an existing checkpoint of the same data and config resumes after its
     epoch and ends with exactly the model of an uninterrupted run.
     """
-    rng = seed_everything(cfg.seed, TRAIN_STREAM)
-    n_channels = data.n_channels
-    device = resolve_device(cfg.device)
-    model = build_model(n_channels, cfg).to(device)
-    # the fused kernel updates all parameters in one pass (the per-tensor ops were ~7 % of an epoch)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay, fused=True)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_factor, patience=cfg.lr_patience)
-    amp = amp_enabled(cfg, device)
-    # disabled, the scaler is the identity and step() is a plain opt.step(): the float32 path is unchanged
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    x_tr = torch.from_numpy(np.ascontiguousarray(data.x_train, dtype=np.float32)).to(device)
-    y_tr = torch.from_numpy(data.y_train.astype(np.float32)).to(device)
-    x_va = torch.from_numpy(np.ascontiguousarray(data.x_val, dtype=np.float32)).to(device)
-    y_va = torch.from_numpy(data.y_val.astype(np.float32)).to(device)
-    gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
-    model_gen = torch.Generator(device=device).manual_seed(int(rng.integers(2**31)))
-    model.set_generator(model_gen)
-    layers = list(cfg.mixup_layers) if cfg.use_mixup else []
-    n = x_tr.shape[0]
-
-    result = TrainResult(model=model)
-    best, best_state, bad_epochs, first_epoch = math.inf, None, 0, 1
+    run = _Run(data, cfg)
+    result, first_epoch = run.result, 1
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
     fingerprint = checkpoint_fingerprint(data, cfg) if ckpt_path is not None else ""
     saved = _load_checkpoint(ckpt_path, fingerprint) if ckpt_path is not None else None
     if saved is not None:
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["opt"])
-        sched.load_state_dict(saved["sched"])
-        scaler.load_state_dict(saved["scaler"])
-        rng.bit_generator.state = saved["np_rng"]
-        gen.set_state(saved["gen"])
-        model_gen.set_state(saved["model_gen"])
-        best, best_state, bad_epochs = saved["best"], saved["best_state"], saved["bad_epochs"]
-        result.best_epoch, result.stopped_early = saved["best_epoch"], saved["stopped_early"]
-        result.history = [EpochLog(**e) for e in saved["history"]]
-        result.resumed_from = first_epoch = saved["epoch"] + 1
-        if result.stopped_early:
-            first_epoch = cfg.max_epochs + 1  # it had finished: nothing left to train
-
-    def save_checkpoint(epoch: int) -> None:
-        state = {
-            "fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(), "opt": opt.state_dict(),
-            "sched": sched.state_dict(), "scaler": scaler.state_dict(), "np_rng": rng.bit_generator.state,
-            "gen": gen.get_state(), "model_gen": model_gen.get_state(), "best": best, "best_state": best_state,
-            "bad_epochs": bad_epochs, "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
-            "history": [dict(e.__dict__) for e in result.history],
-        }
-        with atomic_file(ckpt_path, suffix=".pt") as tmp:
-            torch.save(state, tmp)
+        first_epoch = run.restore(saved)
 
     for epoch in range(first_epoch, cfg.max_epochs + 1):
         t0 = time.perf_counter()
-        model.train()
-        order = torch.randperm(n, generator=gen).to(device)
-        total, seen, t_net = 0.0, 0, 0.0
-        for start in range(0, n, cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
-            if idx.shape[0] < 2:  # BatchNorm needs two samples in training mode
-                continue
-            xb, yb = x_tr[idx], y_tr[idx]
-            mix = None
-            if layers:
-                layer = layers[int(rng.integers(len(layers)))]
-                lam = float(rng.beta(cfg.alpha, cfg.alpha))
-                perm = torch.randperm(idx.shape[0], generator=gen).to(device)
-                mix = (layer, lam, perm)
-                yb = lam * yb + (1.0 - lam) * yb[perm]
-            t_b = time.perf_counter()
-            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                logits = model(xb, mix)
-            loss = soft_cross_entropy(logits.float(), yb)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            t_net += time.perf_counter() - t_b
-            total += float(loss.detach()) * idx.shape[0]
-            seen += idx.shape[0]
+        train_loss, t_net = run.train_epoch()
         t_train = time.perf_counter() - t0
-        train_loss = total / max(1, seen)
-        sched.step(train_loss)
-        val_loss, val_auc = _validate(model, x_va, y_va, cfg.score_batch_size, amp)
-        log = EpochLog(epoch, train_loss, val_loss, val_auc, opt.param_groups[0]["lr"],
+        run.sched.step(train_loss)
+        val_loss, val_auc = _validate(run.model, run.x_va, run.y_va, cfg.score_batch_size, run.amp)
+        log = EpochLog(epoch, train_loss, val_loss, val_auc, run.opt.param_groups[0]["lr"],
                        time.perf_counter() - t0, t_train, t_net)
         result.history.append(log)
         if monitor is not None:
-            result.monitor_scores.append(predict_proba(model, monitor, cfg.score_batch_size, device, amp))
+            result.monitor_scores.append(predict_proba(run.model, monitor, cfg.score_batch_size, run.device, run.amp))
         if on_epoch is not None:
             on_epoch(log)
-        # lower is better for both signals
-        signal = val_loss if cfg.early_stopping == "val_loss" or math.isnan(val_auc) else -val_auc
-        if signal < best - cfg.min_delta:
-            best, bad_epochs, result.best_epoch = signal, 0, epoch
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            bad_epochs += 1
-            # BatchNorm running statistics need a few epochs before eval-mode losses mean much
-            if bad_epochs >= cfg.patience and epoch >= cfg.min_epochs:
-                result.stopped_early = True
+        run.select(epoch, val_loss, val_auc)
         if ckpt_path is not None:
-            save_checkpoint(epoch)
+            with atomic_file(ckpt_path, suffix=".pt") as tmp:
+                torch.save(run.state(fingerprint, epoch), tmp)
         if result.stopped_early:
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
+    if run.best_state is not None:
+        run.model.load_state_dict(run.best_state)
+    run.model.eval()
     return result
