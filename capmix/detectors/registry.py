@@ -59,6 +59,8 @@ REGISTRY: dict[str, Entry] = {
     "deepsvdd": _baseline("WindowDeepSVDD", "deepsvdd"),
     "mp": _baseline("MatrixProfileDiscord", "mp"),
     "random": _baseline("RandomScorer", "random"),
+    "ensemble": Entry("capmix.detectors.ensemble:EnsembleDetector", "ensemble", section="ensemble",
+                      shared={**_SEGMENTS, "seed": "seed"}),
 }
 
 
@@ -116,7 +118,16 @@ def hyperparameters(name: str, params: dict[str, Any], preset: str | None = None
         out["seed"] = cfg.seed
     if seed is not None:
         out["seed"] = seed
+    if e.family == "ensemble":  # its learned members take their own params.yaml sections
+        members = out.get("members", entry_default(name, "members"))
+        out["member_params"] = {m: hyperparameters(m, params, preset, out["seed"]) for m in members}
     return {**out, **e.fixed}
+
+
+def entry_default(name: str, field: str) -> Any:
+    """A hyperparameter's class default (its config model's field default)."""
+    cls = entry(name).cls()
+    return cls().get_params()[field]
 
 
 def build_detector(name: str, params: Any = None, *, preset: str | None = None, seed: int | None = None,
@@ -167,8 +178,14 @@ def saved_kind(path: str | Path) -> str:
     return kind
 
 
+def detector_class(kind: str) -> type:
+    """The class whose saved folders say ``detector: kind``."""
+    for e in REGISTRY.values():
+        if e.cls().kind == kind:
+            return e.cls()
+    raise ValueError(f"no detector class saves kind {kind!r}")
+
+
 def load_detector(path: str | Path, device: str | None = None) -> Any:
     """Load a saved detector of any kind, as its folder says."""
-    kind = saved_kind(path)
-    cls = next(c for c in (e.cls() for e in REGISTRY.values()) if c.kind == kind)
-    return cls.load(path, device=device)
+    return detector_class(saved_kind(path)).load(path, device=device)

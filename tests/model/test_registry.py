@@ -12,7 +12,7 @@ from capmix.modelfiles import ModelFileError
 
 #: the smallest budgets that still run every code path (this is an interface test, not a quality one)
 QUICK = {"capmix": {"max_epochs": 2, "min_epochs": 1}, "peer": {"epochs": 1, "windows_per_epoch": 128},
-         "baseline": {}, "ensemble": {}}
+         "baseline": {}, "ensemble": {"member_params": {"capmix": {"max_epochs": 2, "min_epochs": 1}}}}
 QUICK_BASELINE = {"deepsvdd": {"epochs": 1}, "ocsvm": {"max_train_windows": 500}}
 
 

@@ -1,0 +1,203 @@
+"""The label-free ensemble: CAPMix and classic scores, chosen per series by how clearly one peak stands out.
+
+``fit`` (training period only) estimates the period (:mod:`capmix.detectors.period`), trains the
+learned members (CAPMix by default, on its own params) and keeps the training series as the
+reference of the classic scores. ``decision_function(X)`` builds the candidate scores of ``X``
+(:func:`capmix.detectors.classic.candidate_scores`: rolling statistics and matrix-profile joins on
+windows tied to the period, plus each learned member's score), every one robust-z-normalised
+against the same score on known-normal training data, and then
+
+* ``selection: confidence`` returns the candidate whose top peak stands highest above its second
+  (:func:`capmix.detectors.confidence.peak_confidence`): the right question when a series holds one
+  anomaly (UCR);
+* ``selection: mean`` returns the mean of the candidates (a fixed choice, for data with many
+  anomalies, where "one peak stands out" cannot be judged);
+* ``selection: auto`` uses the confident candidate when its confidence reaches ``min_confidence``
+  and ``fallback`` otherwise.
+
+Channels are scored one by one and combined by the maximum. ``threshold_`` comes from the same
+procedure on the held-out tail of the training period (``val_fraction``), with the reference cut
+before it, so ``predict`` never looks past training data.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from capmix.detectors.base import BaseDetector, as_labels, as_series, data_digest
+from capmix.detectors.classic import candidate_scores, robust_z
+from capmix.detectors.confidence import peak_confidence
+from capmix.detectors.period import estimate_period
+
+FORMAT_VERSION = 1
+
+
+class EnsembleConfig(BaseModel):
+    """Hyperparameters of the ensemble; params.yaml ``ensemble`` (+ ``ensemble_presets.<preset>``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # -- segments and decision, shared with the dataset's CAPMix preset (every detector is judged alike)
+    window: int = Field(64, ge=2, description="evaluation window (the dataset's CAPMix window)")
+    stride: int = Field(16, ge=1, description="evaluation stride")
+    threshold_z: float = Field(3.0, description="validation rule: mean + z * std of held-out scores")
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="training tail that sets the threshold")
+    seed: int = 0
+
+    # -- members
+    members: tuple[str, ...] = Field(("capmix",), description="learned detectors (registry names) in the pool")
+    member_params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="hyperparameters per member (the registry fills them from params.yaml)")
+    classic: bool = Field(True, description="add the classic rolling-statistic and matrix-profile candidates")
+
+    # -- classic candidates (windows are multiples of the estimated period)
+    roll_mults: tuple[float, ...] = (0.5, 1.0, 2.0)
+    mp_mults: tuple[float, ...] = (1.0, 2.0)
+    roll_kinds: tuple[str, ...] = ("std_diff", "ptp_diff")
+    mp_kinds: tuple[str, ...] = ("mp_novelty", "mp_discord", "mp_raw_novelty", "mp_raw_discord")
+    points_per_period: int = Field(32, ge=4, description="matrix-profile joins run on this many points per period")
+    max_join_points: int = Field(40_000, ge=1000, description="longest series a join sees (block means beyond)")
+    default_period: int = Field(100, ge=4, description="window unit when no period is found")
+    min_period: int = Field(4, ge=2)
+    max_period: int = Field(4000, ge=8)
+
+    # -- selection
+    selection: Literal["confidence", "mean", "auto"] = "auto"
+    min_confidence: float = Field(0.2, description="auto: below this the fallback decides")
+    fallback: Literal["mean", "members"] = Field(
+        "mean", description="auto's fixed choice: the mean of all candidates, or of the learned members only")
+    exclusion_periods: float = Field(1.0, gt=0.0, description="peaks within this many periods are one peak")
+
+    def replace(self, **changes: Any) -> EnsembleConfig:
+        return EnsembleConfig.model_validate({**self.model_dump(), **changes})
+
+
+class EnsembleDetector(BaseDetector):
+    """CAPMix + classic scores, selected or averaged per series without labels (see the module docstring)."""
+
+    kind = "ensemble"
+    format_version = FORMAT_VERSION
+
+    def __init__(self, config: EnsembleConfig | None = None, **overrides: Any):
+        base = config if config is not None else EnsembleConfig()
+        self.config = base.replace(**overrides) if overrides else base
+
+    @property
+    def n_epochs(self) -> int:
+        return max([1, *(m.n_epochs for m in self._unfitted_members())])
+
+    # ------------------------------------------------------------------ fit
+    def _unfitted_members(self) -> list[BaseDetector]:
+        from capmix.detectors.registry import build_detector
+
+        cfg = self.config
+        return [build_detector(name, **{"seed": cfg.seed, **cfg.member_params.get(name, {})})
+                for name in cfg.members]
+
+    def fit(self, X: Any, y: Any | None = None, on_epoch: Any = None) -> EnsembleDetector:
+        """Learn from the training period: period, learned members, reference series, threshold."""
+        cfg = self.config
+        X = as_series(X)
+        labels = as_labels(y, X.shape[0]) if y is not None else None
+        if X.shape[0] < 4 * cfg.window:
+            raise ValueError(f"X has {X.shape[0]} points; the ensemble needs at least four windows "
+                             f"({4 * cfg.window}) to fit, hold out a tail and set a threshold")
+        self.n_channels_ = X.shape[1]
+        self.train_digest_ = data_digest(X, labels)
+        self.periods_ = [estimate_period(X[:, c], cfg.min_period, cfg.max_period) for c in range(X.shape[1])]
+        self.members_ = [m.fit(X, labels, on_epoch=on_epoch) for m in self._unfitted_members()]
+        # threshold: score the held-out tail against a reference that ends before it
+        split = min(max(int(round(X.shape[0] * (1.0 - cfg.val_fraction))), 2 * cfg.window),
+                    X.shape[0] - cfg.window)
+        self.reference_ = X[:split]
+        val = self._scores(X[split:])
+        self.reference_ = X
+        self._set_threshold(val, cfg.threshold_z)
+        return self
+
+    def fit_report(self) -> dict[str, Any]:
+        report: dict[str, Any] = {"period": self.periods_[0] if len(self.periods_) == 1 else None}
+        for m in self.members_:
+            report.update({f"{m.kind}.{k}": v for k, v in m.fit_report().items() if k != "augmentation"})
+        return report
+
+    # ------------------------------------------------------------------ score
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Anomaly score of every point of ``X`` (higher = more anomalous)."""
+        return self._scores(self._check_input(X, self.config.window))
+
+    def explain(self, X: Any) -> list[dict[str, Any]]:
+        """Per channel: every candidate's kind, window and confidence, and which one was chosen."""
+        X = self._check_input(X, self.config.window)
+        return [self._channel(X, c)[1] for c in range(X.shape[1])]
+
+    def _scores(self, X: np.ndarray) -> np.ndarray:
+        per_channel = [self._channel(X, c)[0] for c in range(X.shape[1])] if self.config.classic else []
+        members = self._member_candidates(X)
+        if not per_channel:
+            return self._combine(members, self._exclusion(None))[0]
+        return np.max(np.stack(per_channel), axis=0)
+
+    def _member_candidates(self, X: np.ndarray) -> list[tuple[str, int, np.ndarray, np.ndarray]]:
+        """Each learned member's scores of X, robust-z against its own held-out training scores."""
+        out = []
+        for m in self.members_:
+            ref = np.asarray(m.val_scores_, dtype=np.float64)
+            out.append((m.kind, int(m.segments[0]), robust_z(m.decision_function(X), ref), robust_z(ref, ref)))
+        return out
+
+    def _channel(self, X: np.ndarray, c: int) -> tuple[np.ndarray, dict[str, Any]]:
+        cfg, period = self.config, self.periods_[c]
+        cands = list(candidate_scores(
+            self.reference_[:, c], X[:, c], period, roll_mults=cfg.roll_mults, mp_mults=cfg.mp_mults,
+            points_per_period=cfg.points_per_period, max_len=cfg.max_join_points,
+            default_period=cfg.default_period, roll_kinds=cfg.roll_kinds, mp_kinds=cfg.mp_kinds))
+        cands += self._member_candidates(X)
+        scores, info = self._combine(cands, self._exclusion(period))
+        return scores, {"channel": c, "period": period, **info}
+
+    def _exclusion(self, period: int | None) -> int:
+        return int(round(self.config.exclusion_periods * (period or self.config.default_period)))
+
+    def _combine(self, cands: list[tuple], exclusion: int) -> tuple[np.ndarray, dict[str, Any]]:
+        """The selection rule: the most confident candidate, or the fixed fallback."""
+        cfg = self.config
+        conf = [peak_confidence(s, max(int(w), exclusion), ref) for _, w, s, ref in cands]
+        best = int(np.argmax(conf))
+        info = {"candidates": [(k, int(w), float(q)) for (k, w, _, _), q in zip(cands, conf)],
+                "chosen": best, "confidence": float(conf[best])}
+        if cfg.selection == "confidence" or (cfg.selection == "auto" and conf[best] >= cfg.min_confidence):
+            return np.asarray(cands[best][2], dtype=np.float64), info
+        pool = cands if cfg.fallback == "mean" or not self.members_ else cands[-len(self.members_):]
+        info["chosen"] = "mean"
+        return np.mean(np.stack([np.asarray(s, dtype=np.float64) for _, _, s, _ in pool]), axis=0), info
+
+    # ------------------------------------------------------------------ persistence
+    def _state(self) -> dict[str, Any]:
+        return {"periods": self.periods_,
+                "members": [{"kind": m.kind, "params": m.get_params(), "threshold": m.threshold_,
+                             "state": m._state()} for m in self.members_]}
+
+    def _weights(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"reference": self.reference_}
+        for i, m in enumerate(self.members_):
+            out.update({f"m{i}.{k}": v for k, v in m._weights().items()})
+            out[f"m{i}.val_scores"] = np.asarray(m.val_scores_, dtype=np.float64)
+        return out
+
+    def _restore(self, state: dict[str, Any], weights: dict[str, Any], device: str | None) -> None:
+        from capmix.detectors.registry import detector_class
+
+        self.periods_ = [None if p is None else int(p) for p in state["periods"]]
+        self.reference_ = weights["reference"].numpy().astype(np.float64)
+        self.members_ = []
+        for i, spec in enumerate(state["members"]):
+            m = detector_class(spec["kind"])(**spec["params"])
+            m.n_channels_, m.threshold_ = self.n_channels_, float(spec["threshold"])
+            own = {k[len(f"m{i}."):]: v for k, v in weights.items() if k.startswith(f"m{i}.")}
+            m.val_scores_ = own.pop("val_scores").numpy()
+            m._restore(spec["state"], own, device)
+            self.members_.append(m)
