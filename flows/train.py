@@ -20,7 +20,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from capmix.config import detector_config, load_params
+from capmix.params import Params, load_params
 from capmix.detectors.registry import detector_name
 from capmix.data.canonical import read_dataset
 from capmix.atomic import write_error, write_json
@@ -125,9 +125,7 @@ def training_flow(
                 best = tune_task(data, base_cfg.model_dump(), p.tune.model_dump(), run.info.run_id, parallel)
                 mlflow.log_artifact(best["plot"], "tuning")
                 mlflow.log_artifact(best["file"], "tuning")
-            from capmix.tuning import read_best_params
-
-            overrides = read_best_params(tune_params.get("best_params", "tuning/best_params.yaml"))
+            overrides = p.tuned_overrides(do_tune)  # the one rule (capmix/params.py), as `capmix train`
             cfg = base_cfg.replace(**overrides) if overrides else base_cfg
             if overrides:
                 log.info("training with tuned parameters %s", overrides)
