@@ -96,14 +96,13 @@ def tuned_params(p: Any) -> dict[str, Any]:
 
 def train_all(p: Any, models: Path, preset: str | None = None) -> list[dict[str, Any]]:
     """Train one model per series with a progress bar; returns per-series summaries."""
-    from capmix.detectors.registry import detector_name, run_config
-    from capmix.pipeline import DatasetConfig, load_series, train_series
+    from capmix.detectors.registry import pipeline_detector
+    from capmix.pipeline import load_series, train_series
 
-    # params `detector` picks CAPMix (train + presets) or CoAD (coad + coad_presets)
-    tuned = tuned_params(p) if detector_name(p) == "capmix" else {}
-    cfg = run_config(p, preset=preset, **tuned)
-    epochs = getattr(cfg, "max_epochs", None) or cfg.epochs
-    series = load_series(DatasetConfig.model_validate(p.get("dataset", {})))
+    # params `detector` picks the detector; tuned gamma/alpha apply to the CAPMix family only
+    det = pipeline_detector(p, preset=preset, tuned=tuned_params(p))
+    epochs = det.n_epochs
+    series = load_series(p.dataset)
     summaries, history = [], []
     with _progress() as prog:
         outer = prog.add_task("series", total=len(series), info="")
@@ -115,13 +114,13 @@ def train_all(p: Any, models: Path, preset: str | None = None) -> list[dict[str,
                 prog.update(inner, completed=log.epoch, info=f"{_name} val_auc={log.val_auc:.3f}")
                 history.append({"series": _name, **log.__dict__})
 
-            trained = train_series(s, cfg, models, on_epoch=on_epoch)
+            trained = train_series(s, det.clone(), models, on_epoch=on_epoch)
             summaries.append(trained.summary())
             prog.advance(outer)
     from capmix.atomic import write_json
     from capmix.pipeline import write_csv
 
-    write_json({"series": summaries, "config": cfg.model_dump()}, models / "summary.json")
+    write_json({"series": summaries, "detector": det.kind, "config": det.get_params()}, models / "summary.json")
     write_csv(history, Path("plots") / "training.csv")
     return summaries
 

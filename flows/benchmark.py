@@ -86,7 +86,7 @@ def _log_mlflow(p: Params, cfg: BenchmarkConfig, rows: list[dict[str, Any]], fil
     setup_mlflow(p, experiment=cfg.experiment)
     with mlflow.start_run(run_name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}") as parent:
         mlflow.log_params({"datasets": ",".join(cfg.datasets), "methods": ",".join(cfg.methods),
-                           "seeds": ",".join(map(str, cfg.seeds)), "subset": cfg.subset, "workers": cfg.workers,
+                           "seeds": ",".join(map(str, cfg.seeds)), "subset": cfg.subset, "half": cfg.half, "workers": cfg.workers,
                            "max_epochs": cfg.max_epochs})
         mlflow.log_metric("wall_seconds", seconds)
         for f in files:
@@ -124,7 +124,7 @@ def benchmark_flow(params_path: str = "params.yaml", overrides: dict[str, Any] |
     scfg = studies.study_config(raw, study) if study else None
     if scfg is not None:
         cfg = scfg.restrict(cfg)
-    series = {ds: load_benchmark_dataset(ds, spec, cfg.root, cfg.subset) for ds, spec in cfg.datasets.items()}
+    series = {ds: load_benchmark_dataset(ds, spec, cfg.root, cfg.subset, cfg.half) for ds, spec in cfg.datasets.items()}
     by_name = {(ds, s.name): s for ds, items in series.items() for s in items}
     cells = scfg.cells(series, cfg.seeds) if scfg is not None else plan(cfg, series)
     report_name = name or study or "results"

@@ -63,6 +63,7 @@ def benchmark(
     methods: Annotated[str | None, typer.Option(help="comma-separated methods (capmix, cap, iforest, ...)")] = None,
     seeds: Annotated[int | None, typer.Option(help="number of seeds (0..N-1)")] = None,
     subset: Annotated[int | None, typer.Option(help="only the first N series of each dataset")] = None,
+    half: Annotated[str | None, typer.Option(help="odd | even: only the odd- or even-numbered series")] = None,
     workers: Annotated[int | None, typer.Option(help="parallel series on a local Dask cluster")] = None,
     max_epochs: Annotated[int | None, typer.Option(help="cap CAPMix epochs (quick runs)")] = None,
     out_dir: Annotated[str | None, typer.Option(help="where cells and reports go")] = None,
@@ -72,7 +73,7 @@ def benchmark(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Datasets x methods x seeds under both threshold protocols; resumable; Markdown + CSV + MLflow."""
-    from capmix.detectors.methods import check_methods
+    from capmix.detectors.registry import entry
 
     p = _params(params)
     over: dict[str, Any] = {}
@@ -86,10 +87,11 @@ def benchmark(
     if methods:
         over["methods"] = [m.strip() for m in methods.split(",") if m.strip()]
         with _user_errors():
-            check_methods(over["methods"])
+            for m in over["methods"]:
+                entry(m)  # an unknown name: one line naming the valid ones
     if seeds is not None:
         over["seeds"] = list(range(seeds))
-    for key, val in (("subset", subset), ("workers", workers), ("max_epochs", max_epochs), ("out_dir", out_dir)):
+    for key, val in (("subset", subset), ("half", half), ("workers", workers), ("max_epochs", max_epochs), ("out_dir", out_dir)):
         if val is not None:
             over[key] = val
     from flows.benchmark import run

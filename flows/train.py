@@ -21,7 +21,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from capmix.params import Params, load_params
-from capmix.detectors.registry import detector_name
+from capmix.detectors.registry import family, pipeline_detector
 from capmix.data.canonical import read_dataset
 from capmix.atomic import write_error, write_json
 from capmix.pipeline import write_evaluation
@@ -116,8 +116,8 @@ def training_flow(
 
             kind = p.detector
             mlflow.set_tag("detector", kind)
-            if do_tune and kind != "capmix":
-                # the Optuna search is over CAPMix's gamma/alpha; CoAD trains with params `coad` as set
+            if do_tune and family(kind) != "capmix":
+                # the Optuna search is over CAPMix's gamma/alpha; other detectors train with their params as set
                 log.warning("tuning searches CAPMix's gamma/alpha only: skipped for detector %r", kind)
                 do_tune = False
             if do_tune:
@@ -126,35 +126,15 @@ def training_flow(
                 mlflow.log_artifact(best["plot"], "tuning")
                 mlflow.log_artifact(best["file"], "tuning")
             overrides = p.tuned_overrides(do_tune)  # the one rule (capmix/params.py), as `capmix train`
-            cfg = base_cfg.replace(**overrides) if overrides else base_cfg
-            if overrides:
+            det = pipeline_detector(p, tuned=overrides)
+            if overrides and family(kind) == "capmix":
                 log.info("training with tuned parameters %s", overrides)
                 mlflow.log_params({f"tuned.{k}": str(v) for k, v in overrides.items()})
-            cfg_dict = cfg.model_dump()
-
+            if family(kind) != "capmix":  # CAPMix's own (train.*) are logged above
+                mlflow.log_params({f"{kind}.{k}": v for k, v in det.get_params().items()})
             fan_out = _fan_out(p)
-            if kind == "coad":
-                trained = _train_coad(p, data, names, models_dir, refresh_cache)
-            else:
-                # a cached result is only as good as the files it points to: redo a stage whose outputs are gone
-                aug_missing = any(not tasks.augment_path(work_dir, n, data).exists() for n in names)
-                augment_task = tasks.augment.with_options(refresh_cache=(refresh_cache or aug_missing) or None)
-                # per series: a series whose model is missing retrains (resuming from its checkpoint), the
-                # others keep their cached result
-                train_tasks = [tasks.train.with_options(refresh_cache=(
-                    refresh_cache or aug_missing or not (Path(models_dir) / n / "checksums.json").exists()) or None)
-                    for n in names]
-                augmented = fan_out(augment_task, [(data, n, cfg_dict, work_dir) for n in names])
-                aug_totals = {k: float(sum(a["report"].get(k, 0) for a in augmented))
-                              for k in ("n_injected", "n_soft", "n_train_windows", "n_val_windows")}
-                mlflow.log_metrics({f"augment.{k}": v for k, v in aug_totals.items()})
-                dists = np.concatenate([np.asarray(a["distances"]) for a in augmented])
-                if dists.size:
-                    cutoffs = [a["report"].get("dtw_cutoff", np.nan) for a in augmented]
-                    # pooled over series; the cutoff line is the mean of the per-series cutoffs
-                    plot_dtw_histogram(dists, float(np.nanmean(cutoffs)), Path(plots_dir) / "dtw_hist.png")
-
-                trained = fan_out(train_tasks, [(a, cfg_dict, models_dir) for a in augmented])
+            trained = _train_series(tasks.detector_spec(det, kind), data, names, (work_dir, models_dir, plots_dir),
+                                    refresh_cache, fan_out)
             plot_training_curves({t["series"]: t["history"] for t in trained}, Path(plots_dir) / "training_curves.png")
             plot_for = [names.index(t["series"]) < ecfg.max_plots for t in trained]
             evaluated = fan_out(tasks.evaluate, [(data, t, ecfg.model_dump(), plots_dir if show else None)
@@ -213,25 +193,37 @@ def _register(p, data, models_dir, metrics, run_id):
     return {"model_name": name, "version": str(mv.version)}
 
 
-def _train_coad(p: dict[str, Any], data: dict[str, str], names: list[str], models_dir: str,
-                refresh_cache: bool) -> list[dict[str, Any]]:
-    """CoAD per series (params ``detector: coad``): no augment stage, its own config and task."""
-    from capmix.detectors.registry import run_config
-
-    cfg = run_config(p)
-    mlflow.log_params({f"coad.{k}": v for k, v in cfg.model_dump().items()})
-    train_tasks = [tasks.train_coad.with_options(refresh_cache=(
-        refresh_cache or not (Path(models_dir) / n / "checksums.json").exists()) or None) for n in names]
-    trained = _fan_out(p)(train_tasks, [(data, n, cfg.model_dump(), models_dir) for n in names])
-    mlflow.log_metrics({f"coad.window.{t['series']}": t["window"] for t in trained})
+def _train_series(spec: dict[str, Any], data: dict[str, str], names: list[str], dirs: tuple[str, str, str],
+                  refresh_cache: bool, fan_out: Any) -> list[dict[str, Any]]:
+    """prepare (CAPMix: CutAddPaste + DTW revision) then train, per series, for any detector."""
+    work_dir, models_dir, plots_dir = dirs
+    # a cached result is only as good as the files it points to: redo a stage whose outputs are gone
+    missing = any(not tasks.prepared_path(work_dir, n, data).exists() for n in names)
+    prepare_task = tasks.prepare.with_options(refresh_cache=(refresh_cache or missing) or None)
+    # per series: a series whose model is missing retrains (resuming from its checkpoint), the others
+    # keep their cached result
+    train_tasks = [tasks.train.with_options(refresh_cache=(
+        refresh_cache or missing or not (Path(models_dir) / n / "checksums.json").exists()) or None) for n in names]
+    prepared = fan_out(prepare_task, [(data, n, spec, work_dir) for n in names])
+    counts = sorted({k for a in prepared for k, v in a["report"].items() if isinstance(v, int)})
+    mlflow.log_metrics({f"augment.{k}": float(sum(a["report"].get(k, 0) for a in prepared)) for k in counts})
+    dists = np.concatenate([np.asarray(a["distances"], dtype=float) for a in prepared])
+    if dists.size:
+        cutoffs = [a["report"].get("dtw_cutoff", np.nan) for a in prepared]
+        # pooled over series; the cutoff line is the mean of the per-series cutoffs
+        plot_dtw_histogram(dists, float(np.nanmean(cutoffs)), Path(plots_dir) / "dtw_hist.png")
+    trained = fan_out(train_tasks, [(a, spec, models_dir) for a in prepared])
+    for t in trained:  # e.g. the window CoAD resolved from the period
+        mlflow.log_metrics({f"{spec['name']}.{k}.{t['series']}": float(v) for k, v in t["report"].items()
+                            if isinstance(v, (int, float)) and k not in ("best_epoch", "epochs")})
     return trained
 
 
-def _log_shift(p: dict[str, Any], data: dict[str, str], trained: list[dict[str, Any]], kind: str, shift_dir: Path,
+def _log_shift(cfg: Any, data: dict[str, str], trained: list[dict[str, Any]], kind: str, shift_dir: Path,
                log: Any) -> None:
-    """Anomaly shift (params ``shift``) of the first series: metrics ``shift.*`` and UMAP PNGs under ``shift/``."""
-    cfg = p.get("shift") or {}
-    if kind != "capmix":
+    """Anomaly shift (params ``shift``, ``cfg``) of the first series: metrics ``shift.*`` and UMAP PNGs
+    under ``shift/``."""
+    if family(kind) != "capmix":
         log.warning("anomaly shift is measured in CAPMix's TCN feature space: skipped for detector %r", kind)
         return
     shutil.rmtree(shift_dir, ignore_errors=True)

@@ -8,8 +8,10 @@ the TRAINING part where one exists (so a threshold can later be set on training 
   differences; ``inverse=True`` flips the sign (low variability = anomalous: flat lines, dropouts).
 * ``mp_novelty``: matrix-profile AB-join, each test subsequence's distance to its nearest
   neighbour in the train part (a novelty score: "has this shape been seen in training?").
-* ``mp_discord``: self-join of train + test, test part (discords: shapes with no close match
-  anywhere else in the series, tolerant of a drift between train and test).
+* ``mp_discord``: self-join of the test part (discords: shapes with no close match anywhere
+  else in the test part, tolerant of a drift between train and test).
+
+Both joins are normalised by ``train_profile``, the training part's self-join.
 
 ``aggregate``/``expand`` down-sample by block means and map scores back, so quadratic joins run
 on a few tens of points per period. ``candidate_scores`` builds the period-tied candidate set.
@@ -31,6 +33,7 @@ __all__ = [
     "mp_novelty",
     "robust_z",
     "rolling_score",
+    "train_profile",
 ]
 
 
@@ -80,9 +83,14 @@ def rolling_score(
     stat: str = "std",
     diff: bool = False,
     inverse: bool = False,
-) -> np.ndarray:
+    with_train: bool = False,
+):
     """Centred rolling ``stat`` (``std`` | ``ptp``) of the signal or its differences, robust-z
-    against the same statistic over the training part; ``inverse`` scores low values."""
+    against the same statistic over the training part; ``inverse`` scores low values.
+
+    With ``with_train`` also returns the score over the training part (edges trimmed), the
+    known-normal reference that ``confidence.peak_confidence`` can compare the test peak with.
+    """
     x = np.concatenate([train, test]).astype(np.float64)
     if diff:
         x = np.diff(x, prepend=x[0])  # same length; the first difference is 0
@@ -90,9 +98,11 @@ def rolling_score(
     s = r.std(ddof=0) if stat == "std" else r.max() - r.min()
     s = s.to_numpy()
     n = train.shape[0]
-    # skip the first window of training (its rolling window reaches before the series start)
-    z = robust_z(s, s[min(window, n // 2) : n])
-    return -z[n:] if inverse else z[n:]
+    # trim a window at each end of training: its windows reach past the series start or into test
+    cut = min(window, n // 4)
+    z = robust_z(s, s[cut : n - cut])
+    z = -z if inverse else z
+    return (z[n:], z[cut : n - cut]) if with_train else z[n:]
 
 
 def _centre_profile(profile: np.ndarray, m: int, first: int, length: int) -> np.ndarray:
@@ -118,33 +128,44 @@ def _stump(a: np.ndarray, m: int, b: np.ndarray | None, normalize: bool) -> np.n
     return np.nan_to_num(p, nan=np.nanmax(p) if np.isfinite(p).any() else 0.0)
 
 
+def train_profile(train: np.ndarray, window: int, normalize: bool = True) -> np.ndarray:
+    """Self-join profile of the training part, one value per training subsequence start: the
+    nearest-neighbour distances of known-normal shapes (the reference of both join scores)."""
+    return _stump(np.asarray(train, dtype=np.float64), int(window), None, normalize)
+
+
 def mp_novelty(
-    train: np.ndarray, test: np.ndarray, window: int, normalize: bool = True, ref: np.ndarray | None = None
+    train: np.ndarray,
+    test: np.ndarray,
+    window: int,
+    normalize: bool = True,
+    ref: np.ndarray | None = None,
 ) -> np.ndarray:
     """AB-join novelty: distance of the test subsequence centred on each test point to its nearest
-    neighbour in ``train``. Normalised by ``ref`` (e.g. the train part of ``mp_discord``'s profile)
-    when given, else by the z-normalised distance range 2 sqrt(m)."""
+    neighbour in ``train``, robust-z against ``ref`` (``train_profile``; computed when None)."""
     m = int(window)
+    ref = train_profile(train, m, normalize) if ref is None else ref
     a = np.concatenate([train[-m:], test])  # m points of context so early test points are centred
     p = _centre_profile(_stump(a, m, train, normalize), m, m, test.shape[0])
-    if ref is not None:
-        return robust_z(p, ref)
-    return p / (2.0 * np.sqrt(m)) if normalize else p
+    return robust_z(p, ref)
 
 
 def mp_discord(
-    train: np.ndarray, test: np.ndarray, window: int, normalize: bool = True, return_train: bool = False
-):
-    """Self-join discord score of train + test, test part, robust-z against the train part.
+    train: np.ndarray,
+    test: np.ndarray,
+    window: int,
+    normalize: bool = True,
+    ref: np.ndarray | None = None,
+) -> np.ndarray:
+    """Self-join discord score of the test part (each test subsequence's nearest neighbour
+    elsewhere in the test part), robust-z against ``ref`` (``train_profile``; computed when None).
 
-    With ``return_train`` also returns the raw train-part profile (a reference for
-    ``mp_novelty``: the train subsequences' nearest-neighbour distances)."""
-    m, n = int(window), train.shape[0]
-    p = _stump(np.concatenate([train, test]), m, None, normalize)
-    full = _centre_profile(p, m, 0, n + test.shape[0])
-    ref = full[m : n - m] if n > 3 * m else full[:n]
-    z = robust_z(full[n:], ref)
-    return (z, ref) if return_train else z
+    A single anomaly has no match in the test part even when train and test drift apart.
+    """
+    m = int(window)
+    ref = train_profile(train, m, normalize) if ref is None else ref
+    p = _centre_profile(_stump(np.asarray(test, dtype=np.float64), m, None, normalize), m, 0, test.shape[0])
+    return robust_z(p, ref)
 
 
 def _factor(period: int, length: int, points_per_period: int, max_len: int) -> int:
@@ -157,40 +178,44 @@ def candidate_scores(
     test: np.ndarray,
     period: int | None,
     roll_mults: tuple[float, ...] = (0.5, 1.0, 2.0),
-    mp_mults: tuple[float, ...] = (0.5, 1.0, 2.0),
+    mp_mults: tuple[float, ...] = (1.0, 2.0),
     points_per_period: int = 32,
     max_len: int = 40_000,
     default_period: int = 100,
-    kinds: tuple[str, ...] = ("roll", "mp_novelty", "mp_discord", "mp_raw"),
-) -> Iterator[tuple[str, int, np.ndarray]]:
-    """Yield ``(kind, window, scores)`` candidates with windows tied to ``period`` (points).
+    roll_kinds: tuple[str, ...] = ("std_diff", "ptp_diff"),
+    mp_kinds: tuple[str, ...] = ("mp_novelty", "mp_discord", "mp_raw_novelty", "mp_raw_discord"),
+) -> Iterator[tuple[str, int, np.ndarray, np.ndarray]]:
+    """Yield ``(kind, window, test_scores, train_scores)`` with windows tied to ``period`` (points).
 
+    ``train_scores`` is the same score over the training part (known normal), in the same units.
+    Defaults are the set chosen on the odd UCR series: signal-level and inverse rolling stats
+    (``std``, ``ptp``, ``*_inv``) are available but off, they won spurious selections more often
+    than real ones; half-period joins were weak too.
     Rolling statistics run at full resolution (they are linear-time and noise anomalies live in
     the high frequencies); joins run on block means of ``_factor`` points. ``window`` is in
     original points in every case.
     """
     p = int(period or default_period)
-    if "roll" in kinds:
-        for mult in roll_mults:
-            w = max(4, int(round(mult * p)))
-            for stat in ("std", "ptp"):
-                for diff in (False, True):
-                    name = f"{stat}{'_diff' if diff else ''}"
-                    yield name, w, rolling_score(train, test, w, stat, diff)
-                    yield name + "_inv", w, rolling_score(train, test, w, stat, diff, inverse=True)
-    if not any(k.startswith("mp") for k in kinds):
+    for mult in roll_mults if roll_kinds else ():
+        w = max(4, int(round(mult * p)))
+        for kind in roll_kinds:
+            stat, diff, inv = kind.split("_")[0], "_diff" in kind, kind.endswith("_inv")
+            yield (kind, w, *rolling_score(train, test, w, stat, diff, inv, with_train=True))
+    if not mp_kinds:
         return
     f = _factor(p, train.shape[0] + test.shape[0], points_per_period, max_len)
     tr, te = aggregate(train, f), aggregate(test, f)
     for mult in mp_mults:
         m = max(4, int(round(mult * p / f)))
-        if m * 3 > tr.shape[0] or m >= te.shape[0]:
+        if m * 4 > tr.shape[0] or m * 2 >= te.shape[0]:
             continue
-        ref = None
-        if "mp_discord" in kinds:
-            z, ref = mp_discord(tr, te, m, return_train=True)
-            yield "mp_discord", m * f, expand(z, f, test.shape[0])
-        if "mp_novelty" in kinds:
-            yield "mp_novelty", m * f, expand(mp_novelty(tr, te, m, ref=ref), f, test.shape[0])
-        if "mp_raw" in kinds:
-            yield "mp_raw", m * f, expand(mp_novelty(tr, te, m, normalize=False), f, test.shape[0])
+        for raw in (False, True):
+            kinds = [k for k in mp_kinds if ("_raw_" in k) == raw]
+            if not kinds:
+                continue
+            ref = train_profile(tr, m, normalize=not raw)
+            ref_z = expand(robust_z(ref, ref), f, train.shape[0])
+            for kind in kinds:
+                fn = mp_novelty if kind.endswith("novelty") else mp_discord
+                z = fn(tr, te, m, normalize=not raw, ref=ref)
+                yield kind, m * f, expand(z, f, test.shape[0]), ref_z

@@ -34,30 +34,43 @@ def top_peaks(scores: np.ndarray, exclusion: int, k: int = 5) -> list[tuple[int,
     return out
 
 
-def peak_confidence(scores: np.ndarray, exclusion: int) -> float:
-    """(top - second) / (top - median) in [0, 1]: 0 when the second peak (outside +-exclusion of
-    the top) is as high as the top, near 1 when the top stands alone far above the usual level.
+def peak_confidence(
+    scores: np.ndarray, exclusion: int, reference: np.ndarray | None = None, ref_quantile: float = 0.999
+) -> float:
+    """(top - second) / (top - median): 0 when the second peak (outside +-exclusion of the top)
+    is as high as the top, near 1 when the top stands alone far above the usual level.
 
-    The median is the baseline, so a score that is high everywhere or flat gives ~0, and the
-    measure does not depend on the score's units or offset.
+    ``reference`` is the same score over known-normal data (the training part): its
+    ``ref_quantile`` (not the max, which one odd training stretch would set) counts as a
+    competing peak, so a peak no higher than what normal data already reaches gets a confidence
+    <= 0 (negative values are kept: they still rank candidates). The median is the
+    baseline, so the measure does not depend on the score's units or offset.
     """
     s = _clean(scores)
     finite = s[np.isfinite(s)]
     peaks = top_peaks(s, exclusion, 2)
-    if len(peaks) < 2 or finite.size == 0:
+    if not peaks or finite.size == 0:
         return 0.0
-    (_, top), (_, second) = peaks
+    top = peaks[0][1]
+    second = peaks[1][1] if len(peaks) > 1 else -np.inf
+    if reference is not None and np.isfinite(reference).any():
+        ref = np.asarray(reference, dtype=np.float64)
+        second = max(second, float(np.quantile(ref[np.isfinite(ref)], ref_quantile)))
     height = top - float(np.median(finite))
-    return float((top - second) / height) if height > 0 else 0.0
+    if height <= 0 or not np.isfinite(second):
+        return 0.0
+    return float((top - second) / height)
 
 
-def select_candidate(
-    candidates: Sequence[tuple[str, int, np.ndarray]], exclusion: int | None = None
-) -> tuple[int, list[float]]:
+def select_candidate(candidates: Sequence[tuple], exclusion: int | None = None) -> tuple[int, list[float]]:
     """Index of the most confident candidate and every candidate's confidence.
 
-    Candidates are ``(kind, window, scores)``; the exclusion zone is ``max(window, exclusion)``
-    so a wide window's own broad peak does not count as a second peak.
+    Candidates are ``(kind, window, scores)`` or ``(kind, window, scores, train_scores)``; the
+    exclusion zone is ``max(window, exclusion)`` so a wide window's own broad peak does not count
+    as a second peak.
     """
-    conf = [peak_confidence(s, max(int(w), int(exclusion or 0))) for _, w, s in candidates]
+    conf = [
+        peak_confidence(c[2], max(int(c[1]), int(exclusion or 0)), c[3] if len(c) > 3 else None)
+        for c in candidates
+    ]
     return int(np.argmax(conf)), conf

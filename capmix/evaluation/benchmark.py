@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -67,6 +67,8 @@ class BenchmarkConfig(BaseModel):
     methods: list[str] = ["capmix", "cap", "iforest", "random"]
     seeds: list[int] = [0]
     subset: int | None = Field(None, ge=1, description="only the first N series of each dataset")
+    half: Literal["all", "odd", "even"] = Field(
+        "all", description="odd/even-numbered series only: knobs chosen on the odd half, reported on the even")
     max_epochs: int | None = Field(None, ge=1, description="override train.max_epochs (quick runs)")
     root: str = "../shared/datasets"
     out_dir: str = "reports/benchmark"
@@ -128,16 +130,32 @@ class CellResult:
 
 
 # ----------------------------------------------------------------------------- data
-def load_benchmark_dataset(name: str, spec: DatasetSpec, root: str, subset: int | None) -> list[Series]:
-    """A dataset by loader name (``ucr``, ``aiops``, ...) or from canonical Parquet (``spec.path``)."""
+def series_number(name: str, position: int) -> int:
+    """A series' number: the leading digits of its name (UCR's ``001_...``), else its 1-based position."""
+    digits = name[: len(name) - len(name.lstrip("0123456789"))]
+    return int(digits) if digits else position
+
+
+def half_of(name: str, position: int) -> str:
+    return "odd" if series_number(name, position) % 2 else "even"
+
+
+def load_benchmark_dataset(name: str, spec: DatasetSpec, root: str, subset: int | None,
+                           half: str = "all") -> list[Series]:
+    """A dataset by loader name (``ucr``, ``aiops``, ...) or from canonical Parquet (``spec.path``);
+    ``half`` keeps the odd- or even-numbered series (after ``subset``)."""
     if spec.path is not None:
         from capmix.data.canonical import read_dataset
 
         series = read_dataset(spec.path)
-        return series[:subset] if subset else series
-    from capmix.data.loaders import load_dataset
+        series = series[:subset] if subset else series
+    else:
+        from capmix.data.loaders import load_dataset
 
-    return load_dataset(name, root, subset=subset)
+        series = load_dataset(name, root, subset=subset)
+    if half == "all":
+        return series
+    return [s for i, s in enumerate(series, start=1) if half_of(s.name, i) == half]
 
 
 def plan(config: BenchmarkConfig, series: dict[str, Sequence[Series]]) -> list[Cell]:
@@ -277,7 +295,7 @@ def summarise(results: Sequence[CellResult], cells: Sequence[Cell] | None = None
         rs = sorted(rs, key=lambda r: r.cell.series)
         per_seed[(ds, m, study)].append((seed, aggregate([r.result for r in rs]), rs))
     rows = []
-    for (ds, m, study), items in per_seed.items():
+    for (ds, m, study), items in _with_halves(per_seed).items():
         row: dict[str, Any] = {"dataset": ds, "method": m, "study": study,
                                "seeds": len(items), "n_series": int(items[0][1]["n_series"])}
         keys = sorted({k for _, agg, _ in items for k in agg if k != "n_series"})
@@ -288,9 +306,28 @@ def summarise(results: Sequence[CellResult], cells: Sequence[Cell] | None = None
         row["fit_seconds_total"] = float(np.mean(fit))
         row["score_seconds_total"] = float(np.mean(score))
         row["seconds_per_series"] = float(np.mean(fit) + np.mean(score)) / max(row["n_series"], 1)
-        row["complete"] = all(len(rs) == expected[(ds, m, study, seed)] for seed, _, rs in items)
+        base = ds.split(" (")[0]  # a half row is as complete as its whole dataset
+        row["complete"] = all(len(rs) == expected[(base, m, study, seed)] for seed, _, rs in per_seed[(base, m, study)])
         rows.append(row)
     return rows
+
+
+def _with_halves(per_seed: dict[tuple, list]) -> dict[tuple, list]:
+    """Add ``<dataset> (odd)`` / ``(even)`` groups where the UCR rule applies and both halves are present:
+    knobs chosen by looking at UCR are chosen on the odd half, so the even half is reported apart."""
+    out = dict(per_seed)
+    for (ds, m, study), items in per_seed.items():
+        if not any(r.result.ucr_hit is not None for _, _, rs in items for r in rs):
+            continue
+        for half in ("odd", "even"):
+            part = []
+            for seed, _, rs in items:
+                sel = [r for i, r in enumerate(rs, start=1) if half_of(r.cell.series, i) == half]
+                if sel:
+                    part.append((seed, aggregate([r.result for r in sel]), sel))
+            if part and len(part[0][2]) < len(items[0][2]):
+                out[(f"{ds} ({half})", m, study)] = part
+    return out
 
 
 def _fmt(mean: float, std: float, seeds: int) -> str:

@@ -91,7 +91,7 @@ def test_plan_covers_the_grid_and_rejects_unknown_methods():
     cfg = BenchmarkConfig(datasets={"toy": SPEC}, methods=["random", "iforest"], seeds=[0, 1, 2])
     cells = plan(cfg, series)
     assert len(cells) == 2 * 3 * 2 and len(set(cells)) == len(cells)
-    with pytest.raises(ValueError, match="unknown method"):
+    with pytest.raises(ValueError, match="unknown detector"):
         plan(cfg.model_copy(update={"methods": ["nope"]}), series)
 
 

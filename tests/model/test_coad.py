@@ -7,10 +7,11 @@ import pytest
 
 from capmix.detectors.coad import CoADConfig, CoADDetector
 from capmix.config import detector_config, load_params
-from capmix.detectors.capmix.detector import ModelFileError, NotFittedError
-from capmix.detectors.registry import load_detector, run_config
+from capmix.detectors.base import NotFittedError
+from capmix.modelfiles import ModelFileError
+from capmix.detectors.registry import load_detector, pipeline_detector
 from capmix.evaluation.evaluate import aggregate, evaluate_series
-from capmix.detectors.methods import build_detector
+from capmix.detectors.registry import build_detector
 from capmix.data.synthetic import GeneratorConfig, generate
 
 #: small and fast: a fixed window, few random windows per epoch
@@ -94,17 +95,17 @@ def test_same_seed_same_scores_other_seed_other_scores(fitted, data):
 def test_registry_and_params_build_coad_on_the_capmix_segments():
     p = load_params("params.yaml").model_dump()  # the typed params as the dict the registry reads
     cfg = detector_config(p, preset="smd")
-    det = build_detector("coad", cfg, p, seed=3, preset="smd")
+    det = build_detector("coad", p, seed=3, preset="smd")
     assert isinstance(det, CoADDetector)
     c = det.config
     assert (c.eval_window, c.eval_stride, c.threshold_z, c.seed) == (cfg.window, cfg.stride, cfg.threshold_z, 3)
     assert c.max_window == p["coad_presets"]["smd"]["max_window"]
     assert c.lr == p["coad"]["lr"]
     p["detector"] = "coad"
-    assert isinstance(run_config(p), CoADConfig)
+    assert isinstance(pipeline_detector(p), CoADDetector)
     p["detector"] = "nope"
     with pytest.raises(ValueError, match="detector"):
-        run_config(p)
+        pipeline_detector(p)
 
 
 @pytest.fixture
@@ -127,8 +128,7 @@ def test_coad_learns_on_the_default_data(one_torch_thread):
     res = []
     for s in series:
         # half the default epoch budget keeps the test near a minute; the full budget scores higher
-        det = build_detector("coad", cfg, p, seed=0, preset="default",
-                             overrides={"epochs": 4, "windows_per_epoch": 2048}).fit(*s.train)
+        det = build_detector("coad", p, seed=0, preset="default", epochs=4, windows_per_epoch=2048).fit(*s.train)
         res.append(evaluate_series(s.name, det.decision_function(s.test[0]), s.test[1], det.threshold_,
                                    cfg.window, cfg.stride))
     agg = aggregate(res)
