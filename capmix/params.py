@@ -272,6 +272,16 @@ def coad_model() -> type[BaseModel]:
 
 
 @cache
+def ensemble_model() -> type[BaseModel]:
+    """``ensemble`` / ``ensemble_presets.<name>``: EnsembleConfig's own keys (segments, threshold rule and
+    seed come from the dataset's CAPMix config; the members' hyperparameters from their own sections)."""
+    from capmix.detectors.ensemble import EnsembleConfig
+
+    shared = ("window", "stride", "threshold_z", "val_fraction", "seed", "member_params")
+    return create_model("EnsembleParams", __base__=_Partial, **_fields_of(EnsembleConfig, partial=True, exclude=shared))
+
+
+@cache
 def benchmark_model() -> type[BaseModel]:
     from capmix.evaluation.benchmark import BenchmarkConfig
 
@@ -295,8 +305,8 @@ def _lazy(model: Callable[[], type[BaseModel]]) -> Any:
 
 
 #: field -> the lazily built model (for the error messages' valid names)
-_LAZY: dict[str, Callable[[], type[BaseModel]]] = {"coad": coad_model, "benchmark": benchmark_model,
-                                                   "studies": studies_model}
+_LAZY: dict[str, Callable[[], type[BaseModel]]] = {"coad": coad_model, "ensemble": ensemble_model,
+                                                   "benchmark": benchmark_model, "studies": studies_model}
 
 
 # ------------------------------------------------------------------------------------------ Params
@@ -309,7 +319,7 @@ with warnings.catch_warnings():
 
         generate: GenerateParams = Field(default_factory=GenerateParams)
         dataset: DatasetConfig = Field(default_factory=DatasetConfig)
-        detector: str = Field("capmix", description="the detector the pipeline trains (capmix | coad)")
+        detector: str = Field("capmix", description="the detector the pipeline trains (a name of capmix.detector_names())")
         train: TrainParams = Field(default_factory=TrainParams)  # type: ignore[valid-type]
         presets: dict[str, PresetParams] = Field(default_factory=dict)  # type: ignore[valid-type]
         evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
@@ -323,6 +333,8 @@ with warnings.catch_warnings():
         baselines: BaselinesParams = Field(default_factory=BaselinesParams)
         coad: Annotated[Any, _lazy(coad_model)] = None
         coad_presets: dict[str, Annotated[Any, _lazy(coad_model)]] = Field(default_factory=dict)
+        ensemble: Annotated[Any, _lazy(ensemble_model)] = None
+        ensemble_presets: dict[str, Annotated[Any, _lazy(ensemble_model)]] = Field(default_factory=dict)
         benchmark: Annotated[Any, _lazy(benchmark_model)] = None
         studies: Annotated[Any, _lazy(studies_model)] = None
 
@@ -468,8 +480,14 @@ def stage_params(stage: str, params: Params) -> list[str]:
     if stage == "tune":
         return ["tune", *data, "detector", "train", preset]
     if stage == "train":
-        own = ["tune.enabled", "tune.best_params"] if params.detector == "capmix" else [
-            params.detector, f"{params.detector}_presets.{params.train.preset}"]
+        from capmix.detectors.registry import entry
+
+        e = entry(params.detector)
+        own = ["tune.enabled", "tune.best_params"] if e.family == "capmix" else []
+        if e.section:  # the detector's own section (and its per-dataset presets, where it has them)
+            own.append(e.section)
+            if "." not in e.section:
+                own.append(f"{e.section}_presets.{params.train.preset}")
         return [*data, "detector", "train", preset, *own]
     if stage == "evaluate":
         return ["evaluate", *data]
