@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,107 +78,134 @@ def tune_task(data: dict[str, str], base_cfg: dict[str, Any], tune_params: dict[
     return run_tuning(data, base_cfg, tune_params, parent_run_id, parallel)
 
 
+@dataclass(frozen=True)
+class _Dirs:
+    """Where one flow run writes: models, prepared data, plots and metrics under ``flow.out_dir``."""
+
+    out: Path
+
+    models = property(lambda self: str(self.out / "models"))
+    work = property(lambda self: str(self.out / "work"))
+    plots = property(lambda self: str(self.out / "plots"))
+    metrics = property(lambda self: str(self.out / "metrics"))
+
+
 @flow(name="capmix-train", log_prints=True)
 def training_flow(
     params_path: str = "params.yaml", tune: bool | None = None, register: bool = True, refresh_cache: bool = False
 ) -> dict[str, Any]:
-    """Train, evaluate, and (if evaluation passed) register and gate-promote one CAPMix bundle.
+    """Train, evaluate, and (if evaluation passed) register and gate-promote one bundle of detectors.
 
-    ``refresh_cache`` re-runs augmentation and training even when their inputs are unchanged.
+    ``refresh_cache`` re-runs preparation (CAPMix: augmentation) and training even when their inputs
+    are unchanged.
     """
     log = get_run_logger()
     t0 = time.perf_counter()
     p = load_params(params_path)
-    do_tune = p.tune.enabled if tune is None else tune
-    base_cfg = p.detector_config()
-    ecfg = p.evaluate
-    out = Path(p.flow.out_dir).resolve()
-    models_dir, work_dir, plots_dir = str(out / "models"), str(out / "work"), str(out / "plots")
-    metrics_dir = str(out / "metrics")
+    dirs = _Dirs(Path(p.flow.out_dir).resolve())
     # one flow at a time per output directory: a second flow started at once waits here instead of
     # overwriting the models the first one is about to register
-    with out_dir_lock(out, log):
-        shutil.rmtree(plots_dir, ignore_errors=True)  # only this run's plots go to MLflow
-
+    with out_dir_lock(dirs.out, log):
+        shutil.rmtree(dirs.plots, ignore_errors=True)  # only this run's plots go to MLflow
         data = tasks.ingest(p.dataset.model_dump(), p.generate.model_dump())
-        checked = tasks.validate(data, p.validate.model_dump(), base_cfg.window)
+        checked = tasks.validate(data, p.validate.model_dump(), p.capmix_window())
         data = {"path": checked["path"], "digest": checked["digest"]}
         names = [s.name for s in read_dataset(data["path"])]
-
-        setup_mlflow(p)
-        client = mlflow.MlflowClient()
-        exp = mlflow.get_experiment_by_name(p.mlflow.experiment)
-        for dead in fail_dead_runs(client, exp.experiment_id) if exp is not None else []:
-            log.warning("MLflow run %s was left RUNNING by a killed process: marked FAILED", dead)
+        _start_tracking(p, log)
         with mlflow.start_run(run_name=f"train-{time.strftime('%Y%m%d-%H%M%S')}") as run:
-            mlflow.log_params({f"train.{k}": v for k, v in base_cfg.model_dump().items()})
-            mlflow.set_tags({"dataset": p.dataset.name, "data.digest": data["digest"],
+            mlflow.log_params({f"train.{k}": v for k, v in p.detector_config().model_dump().items()})
+            mlflow.set_tags({"dataset": p.dataset.name, "data.digest": data["digest"], "detector": p.detector,
                              **run_owner_tags()})
-
-            kind = p.detector
-            mlflow.set_tag("detector", kind)
-            if do_tune and family(kind) != "capmix":
-                # the Optuna search is over CAPMix's gamma/alpha; other detectors train with their params as set
-                log.warning("tuning searches CAPMix's gamma/alpha only: skipped for detector %r", kind)
-                do_tune = False
-            if do_tune:
-                parallel = p.flow.task_runner != "sequential"
-                best = tune_task(data, base_cfg.model_dump(), p.tune.model_dump(), run.info.run_id, parallel)
-                mlflow.log_artifact(best["plot"], "tuning")
-                mlflow.log_artifact(best["file"], "tuning")
-            overrides = p.tuned_overrides(do_tune)  # the one rule (capmix/params.py), as `capmix train`
-            det = pipeline_detector(p, tuned=overrides)
-            if overrides and family(kind) == "capmix":
-                log.info("training with tuned parameters %s", overrides)
-                mlflow.log_params({f"tuned.{k}": str(v) for k, v in overrides.items()})
-            if family(kind) != "capmix":  # CAPMix's own (train.*) are logged above
-                mlflow.log_params({f"{kind}.{k}": v for k, v in det.get_params().items()})
+            det = _detector(p, data, run.info.run_id, tune, log)
             fan_out = _fan_out(p)
-            trained = _train_series(tasks.detector_spec(det, kind), data, names, (work_dir, models_dir, plots_dir),
-                                    refresh_cache, fan_out)
-            plot_training_curves({t["series"]: t["history"] for t in trained}, Path(plots_dir) / "training_curves.png")
-            plot_for = [names.index(t["series"]) < ecfg.max_plots for t in trained]
-            evaluated = fan_out(tasks.evaluate, [(data, t, ecfg.model_dump(), plots_dir if show else None)
-                                                 for t, show in zip(trained, plot_for)])
-            metrics = write_evaluation(
-                [e["result"] for e in evaluated], ecfg, metrics_dir,
-                [e["scores"] for e in evaluated], [e["labels"] for e in evaluated],
-                [e["threshold"] for e in evaluated], plots_dir,
-            )
-            mlflow.log_metrics({k.replace("/", "."): v for k, v in metrics.items() if np.isfinite(v)})
-            for e in evaluated:
-                r = e["result"]
-                mlflow.log_metrics({f"series.{r.series}.{k.replace('/', '.')}": v
-                                    for k, v in r.flat().items() if k.endswith("rpa_f1") and np.isfinite(v)})
-            if p.shift.enabled:
-                _log_shift(p.shift, data, trained, kind, out / "shift", log)
-            mlflow.log_artifacts(plots_dir, "plots")
-            mlflow.log_artifact(f"{metrics_dir}/metrics.json")
-            mlflow.log_artifact(f"{metrics_dir}/metrics_all.json")
-            mlflow.log_artifact(f"{metrics_dir}/per_series.csv")
-
+            trained = _train_series(tasks.detector_spec(det, p.detector), data, names,
+                                    (dirs.work, dirs.models, dirs.plots), refresh_cache, fan_out)
+            metrics = _evaluate(p, data, names, trained, dirs, fan_out, log)
             summary = {"run_id": run.info.run_id, "metrics": {k: metrics.get(k) for k in HEADLINE}}
-            reg = p.register
-            metric_key = reg.metric
-            value = float(metrics.get(metric_key, float("nan")))
-            passed = np.isfinite(value) and value >= reg.min_metric
-            mlflow.set_tag("evaluation.passed", str(passed))
-            if register and passed:
-                # register + promote under the model's registry lock: concurrent flows register one after
-                # the other and each gate compares against the champion of that moment
-                name = reg.model_name
-                with registry_lock(mlflow.get_tracking_uri(), name) as lock:
-                    log.info("holding registry lock %s", lock)
-                    summary.update(_register(p, data, models_dir, metrics, run.info.run_id))
-                    summary.update(promotion.gate(name, summary["version"], metric_key, reg.margin,
-                                                  value, data["path"], ecfg.model_dump()))
-            elif register:
-                log.warning("evaluation gate failed (%s = %s < %s): nothing registered", metric_key, value,
-                            reg.min_metric)
+            summary.update(_register_and_promote(p, data, dirs.models, metrics, run.info.run_id, register, log))
             summary["seconds"] = round(time.perf_counter() - t0, 1)
-            write_json(summary, out / "flow_summary.json")
+            write_json(summary, dirs.out / "flow_summary.json")
             create_markdown_artifact(_markdown(summary), key="capmix-train-summary")
     return summary
+
+
+def _start_tracking(p: Params, log: Any) -> None:
+    """The MLflow store and experiment; runs a killed process left RUNNING are marked FAILED first."""
+    setup_mlflow(p)
+    exp = mlflow.get_experiment_by_name(p.mlflow.experiment)
+    for dead in fail_dead_runs(mlflow.MlflowClient(), exp.experiment_id) if exp is not None else []:
+        log.warning("MLflow run %s was left RUNNING by a killed process: marked FAILED", dead)
+
+
+def _detector(p: Params, data: dict[str, str], run_id: str, tune: bool | None, log: Any) -> Any:
+    """The unfitted detector params.yaml names, after the optional gamma/alpha search (CAPMix family)."""
+    kind = p.detector
+    do_tune = p.tune.enabled if tune is None else tune
+    if do_tune and family(kind) != "capmix":
+        # the Optuna search is over CAPMix's gamma/alpha; other detectors train with their params as set
+        log.warning("tuning searches CAPMix's gamma/alpha only: skipped for detector %r", kind)
+        do_tune = False
+    if do_tune:
+        parallel = p.flow.task_runner != "sequential"
+        best = tune_task(data, p.detector_config().model_dump(), p.tune.model_dump(), run_id, parallel)
+        mlflow.log_artifact(best["plot"], "tuning")
+        mlflow.log_artifact(best["file"], "tuning")
+    overrides = p.tuned_overrides(do_tune)  # the one rule (capmix/params.py), as `capmix train`
+    det = pipeline_detector(p, tuned=overrides)
+    if overrides and family(kind) == "capmix":
+        log.info("training with tuned parameters %s", overrides)
+        mlflow.log_params({f"tuned.{k}": str(v) for k, v in overrides.items()})
+    if family(kind) != "capmix":  # CAPMix's own (train.*) are logged with the run
+        mlflow.log_params({f"{kind}.{k}": str(v)[:500] for k, v in det.get_params().items()})
+    return det
+
+
+def _evaluate(p: Params, data: dict[str, str], names: list[str], trained: list[dict[str, Any]], dirs: _Dirs,
+              fan_out: Any, log: Any) -> dict[str, float]:
+    """Score every test period, write and log metrics, plots and (params ``shift``) the anomaly shift."""
+    ecfg = p.evaluate
+    plot_training_curves({t["series"]: t["history"] for t in trained}, Path(dirs.plots) / "training_curves.png")
+    plot_for = [names.index(t["series"]) < ecfg.max_plots for t in trained]
+    evaluated = fan_out(tasks.evaluate, [(data, t, ecfg.model_dump(), dirs.plots if show else None)
+                                         for t, show in zip(trained, plot_for)])
+    metrics = write_evaluation(
+        [e["result"] for e in evaluated], ecfg, dirs.metrics,
+        [e["scores"] for e in evaluated], [e["labels"] for e in evaluated],
+        [e["threshold"] for e in evaluated], dirs.plots,
+    )
+    mlflow.log_metrics({k.replace("/", "."): v for k, v in metrics.items() if np.isfinite(v)})
+    for e in evaluated:
+        r = e["result"]
+        mlflow.log_metrics({f"series.{r.series}.{k.replace('/', '.')}": v
+                            for k, v in r.flat().items() if k.endswith("rpa_f1") and np.isfinite(v)})
+    if p.shift.enabled:
+        _log_shift(p.shift, data, trained, p.detector, dirs.out / "shift", log)
+    mlflow.log_artifacts(dirs.plots, "plots")
+    for name in ("metrics.json", "metrics_all.json", "per_series.csv"):
+        mlflow.log_artifact(f"{dirs.metrics}/{name}")
+    return metrics
+
+
+def _register_and_promote(p: Params, data: dict[str, str], models_dir: str, metrics: dict[str, float],
+                          run_id: str, register: bool, log: Any) -> dict[str, Any]:
+    """The evaluation gate, then registration and the champion/challenger gate (nothing when it fails)."""
+    reg = p.register
+    value = float(metrics.get(reg.metric, float("nan")))
+    passed = bool(np.isfinite(value) and value >= reg.min_metric)
+    mlflow.set_tag("evaluation.passed", str(passed))
+    if not register:
+        return {}
+    if not passed:
+        log.warning("evaluation gate failed (%s = %s < %s): nothing registered", reg.metric, value, reg.min_metric)
+        return {}
+    # register + promote under the model's registry lock: concurrent flows register one after the other
+    # and each gate compares against the champion of that moment
+    with registry_lock(mlflow.get_tracking_uri(), reg.model_name) as lock:
+        log.info("holding registry lock %s", lock)
+        out = _register(p, data, models_dir, metrics, run_id)
+        out.update(promotion.gate(reg.model_name, out["version"], reg.metric, reg.margin, value, data["path"],
+                                  p.evaluate.model_dump()))
+    return out
 
 
 @task(name="register")
