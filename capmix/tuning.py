@@ -213,6 +213,117 @@ _FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, o
 # ----------------------------------------------------------------------------------------------
 
 
+def _tuned_series(series_list: Sequence[Series], tune_cfg: TuneConfig) -> list[Series]:
+    """The series a trial fits: the first ``n_series`` of the dataset (all when unset)."""
+    series = list(series_list)
+    if tune_cfg.n_series is not None:
+        series = series[: tune_cfg.n_series]
+    if not series:
+        raise ValueError("tune() got no series; pass at least one Series (check n_series / the dataset)")
+    return series
+
+
+def _fixed_config(base_cfg: DetectorConfig, tune_cfg: TuneConfig) -> DetectorConfig:
+    """The config every trial starts from: capmix variant, the epoch cap of tuning (if any)."""
+    fixed = base_cfg.replace(variant="capmix")
+    if tune_cfg.max_epochs is not None:
+        fixed = fixed.replace(max_epochs=tune_cfg.max_epochs, min_epochs=min(fixed.min_epochs, tune_cfg.max_epochs))
+    if not tune_cfg.search_layers and not fixed.mixup_layers:
+        raise ValueError("base config has no mixup_layers: the capmix variant needs mixup; set some or search_layers")
+    return fixed
+
+
+def _default_pruner(tune_cfg: TuneConfig, fixed: DetectorConfig) -> optuna.pruners.BasePruner:
+    if not tune_cfg.pruning:
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=tune_cfg.n_startup_trials,
+        # no pruning during the first series' warm-up epochs (BatchNorm statistics settle)
+        n_warmup_steps=min(fixed.min_epochs, fixed.max_epochs),
+    )
+
+
+def _claim_study(study: optuna.Study, fingerprint: str, series: Sequence[Series], tune_cfg: TuneConfig) -> None:
+    """Stamp a new study with the fingerprint; refuse a study made for other data or fixed settings."""
+    stored = study.user_attrs.get(_FINGERPRINT_ATTR)
+    if stored is None:
+        study.set_user_attr(_FINGERPRINT_ATTR, fingerprint)
+        study.set_user_attr("objective", OBJECTIVE)
+        study.set_user_attr("series", [s.name for s in series])
+    elif stored != fingerprint:
+        raise ValueError(
+            f"study {tune_cfg.study_name!r} in {_mask_url(tune_cfg.storage)} was created for other training data "
+            f"or fixed settings (fingerprint {stored} != {fingerprint}); its trials are not comparable. "
+            "Fix: set tune.study_name to a new name, or delete the old study."
+        )
+
+
+def _suggest_config(trial: optuna.Trial, fixed: DetectorConfig, tune_cfg: TuneConfig) -> DetectorConfig:
+    """The trial's config: ``fixed`` with the sampled gamma, alpha (and mixup layers)."""
+    changes: dict[str, Any] = {
+        "gamma": trial.suggest_float("gamma", *tune_cfg.gamma_range, log=True),
+        "alpha": trial.suggest_float("alpha", *tune_cfg.alpha_range, log=True),
+    }
+    if tune_cfg.search_layers:
+        changes["mixup_layers"] = _layers_from_choice(trial.suggest_categorical("mixup_layers", LAYER_CHOICES))
+    return fixed.replace(**changes)
+
+
+def _fit_series_auc(trial: optuna.Trial, cfg: DetectorConfig, s: Series, index: int, done: list[float]) -> float:
+    """Fit one series' training period, reporting the running objective after each epoch; its AUC.
+
+    ``done`` holds the AUCs of the series already fitted in this trial (finite only).
+    """
+    best_so_far = float("nan")
+
+    def on_epoch(log: EpochLog) -> None:
+        nonlocal best_so_far
+        if not math.isfinite(log.val_auc):
+            return
+        if not math.isfinite(best_so_far) or log.val_auc > best_so_far:
+            best_so_far = log.val_auc
+        running = float(np.mean([*done, best_so_far]))
+        trial.report(running, index * cfg.max_epochs + log.epoch - 1)
+        if trial.should_prune():
+            # raised inside fit: nothing in fit/train_model catches it, so training stops here
+            raise optuna.TrialPruned(f"pruned at series {s.name!r} epoch {log.epoch}")
+
+    values, labels = s.train  # the training period only; Series.test is never read
+    det = CAPMixDetector(cfg).fit(values, labels, on_epoch=on_epoch)
+    return _series_auc(det)
+
+
+def _objective(
+    series: Sequence[Series], fixed: DetectorConfig, tune_cfg: TuneConfig
+) -> Callable[[optuna.Trial], float]:
+    """Optuna objective: mean validation AUC over ``series`` of one sampled config."""
+
+    def objective(trial: optuna.Trial) -> float:
+        cfg = _suggest_config(trial, fixed, tune_cfg)
+        done: list[float] = []  # finished series' AUCs (finite only)
+        for index, s in enumerate(series):
+            auc = _fit_series_auc(trial, cfg, s, index, done)
+            if math.isfinite(auc):
+                done.append(auc)
+            trial.set_user_attr("series_auc", [*trial.user_attrs.get("series_auc", []), auc])
+        # NaN (no series gave a finite AUC) makes Optuna mark the trial FAIL and go on
+        return float(np.mean(done)) if done else float("nan")
+
+    return objective
+
+
+def _trial_callbacks(on_trial: OnTrial | None) -> list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]]:
+    """Optuna callbacks forwarding every finished trial to ``on_trial`` (none without one)."""
+    if on_trial is None:
+        return []
+
+    def _callback(_study: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
+        row = _trial_row(t)
+        on_trial(t.number, _public_params(t.params), row["value"], t.state.name)
+
+    return [_callback]
+
+
 def tune(
     series_list: Sequence[Series],
     base_cfg: DetectorConfig,
@@ -232,100 +343,29 @@ def tune(
     pruner rejects stops training at once. ``pruner``/``sampler`` override the defaults
     (``MedianPruner``, ``TPESampler``), e.g. in tests.
     """
-    series = list(series_list)
-    if tune_cfg.n_series is not None:
-        series = series[: tune_cfg.n_series]
-    if not series:
-        raise ValueError("tune() got no series; pass at least one Series (check n_series / the dataset)")
-    fixed = base_cfg.replace(variant="capmix")
-    if tune_cfg.max_epochs is not None:
-        fixed = fixed.replace(max_epochs=tune_cfg.max_epochs, min_epochs=min(fixed.min_epochs, tune_cfg.max_epochs))
-    if not tune_cfg.search_layers and not fixed.mixup_layers:
-        raise ValueError("base config has no mixup_layers: the capmix variant needs mixup; set some or search_layers")
-    max_epochs = fixed.max_epochs
-
+    series = _tuned_series(series_list, tune_cfg)
+    fixed = _fixed_config(base_cfg, tune_cfg)
     storage = _open_storage(tune_cfg.storage)
-    if pruner is None:
-        pruner = (
-            optuna.pruners.MedianPruner(
-                n_startup_trials=tune_cfg.n_startup_trials,
-                # no pruning during the first series' warm-up epochs (BatchNorm statistics settle)
-                n_warmup_steps=min(fixed.min_epochs, max_epochs),
-            )
-            if tune_cfg.pruning
-            else optuna.pruners.NopPruner()
-        )
     study = optuna.create_study(
         storage=storage,
         study_name=tune_cfg.study_name,
         direction="maximize",
         load_if_exists=True,
-        pruner=pruner,
+        pruner=pruner if pruner is not None else _default_pruner(tune_cfg, fixed),
     )
-    fingerprint = _fingerprint(series, fixed, tune_cfg.search_layers)
-    stored = study.user_attrs.get(_FINGERPRINT_ATTR)
-    if stored is None:
-        study.set_user_attr(_FINGERPRINT_ATTR, fingerprint)
-        study.set_user_attr("objective", OBJECTIVE)
-        study.set_user_attr("series", [s.name for s in series])
-    elif stored != fingerprint:
-        raise ValueError(
-            f"study {tune_cfg.study_name!r} in {_mask_url(tune_cfg.storage)} was created for other training data "
-            f"or fixed settings (fingerprint {stored} != {fingerprint}); its trials are not comparable. "
-            "Fix: set tune.study_name to a new name, or delete the old study."
-        )
+    _claim_study(study, _fingerprint(series, fixed, tune_cfg.search_layers), series, tune_cfg)
     n_before = len(study.get_trials(deepcopy=False, states=_FINISHED))
     if sampler is None:
         sampler = optuna.samplers.TPESampler(
             seed=_sampler_seed(tune_cfg.seed, tune_cfg.worker, len(study.get_trials(deepcopy=False)))
         )
     study.sampler = sampler
-
-    def objective(trial: optuna.Trial) -> float:
-        changes: dict[str, Any] = {
-            "gamma": trial.suggest_float("gamma", *tune_cfg.gamma_range, log=True),
-            "alpha": trial.suggest_float("alpha", *tune_cfg.alpha_range, log=True),
-        }
-        if tune_cfg.search_layers:
-            changes["mixup_layers"] = _layers_from_choice(trial.suggest_categorical("mixup_layers", LAYER_CHOICES))
-        cfg = fixed.replace(**changes)
-        done: list[float] = []  # finished series' AUCs (finite only)
-
-        for index, s in enumerate(series):
-            best_so_far = [float("nan")]
-
-            def on_epoch(
-                log: EpochLog, index: int = index, name: str = s.name, best_so_far: list[float] = best_so_far
-            ) -> None:
-                if not math.isfinite(log.val_auc):
-                    return
-                if not math.isfinite(best_so_far[0]) or log.val_auc > best_so_far[0]:
-                    best_so_far[0] = log.val_auc
-                running = float(np.mean([*done, best_so_far[0]]))
-                trial.report(running, index * max_epochs + log.epoch - 1)
-                if trial.should_prune():
-                    # raised inside fit: nothing in fit/train_model catches it, so training stops here
-                    raise optuna.TrialPruned(f"pruned at series {name!r} epoch {log.epoch}")
-
-            values, labels = s.train  # the training period only; Series.test is never read
-            det = CAPMixDetector(cfg).fit(values, labels, on_epoch=on_epoch)
-            auc = _series_auc(det)
-            if math.isfinite(auc):
-                done.append(auc)
-            trial.set_user_attr("series_auc", [*trial.user_attrs.get("series_auc", []), auc])
-        # NaN (no series gave a finite AUC) makes Optuna mark the trial FAIL and go on
-        return float(np.mean(done)) if done else float("nan")
-
-    callbacks = []
-    if on_trial is not None:
-
-        def _callback(_study: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
-            row = _trial_row(t)
-            on_trial(t.number, _public_params(t.params), row["value"], t.state.name)
-
-        callbacks.append(_callback)
-
-    study.optimize(objective, n_trials=tune_cfg.n_trials, timeout=tune_cfg.timeout_s, callbacks=callbacks)
+    study.optimize(
+        _objective(series, fixed, tune_cfg),
+        n_trials=tune_cfg.n_trials,
+        timeout=tune_cfg.timeout_s,
+        callbacks=_trial_callbacks(on_trial),
+    )
     return _result(study, tune_cfg, n_before)
 
 

@@ -381,12 +381,8 @@ def _frame_labels(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return raw.astype(LABEL_DTYPE), missing
 
 
-def from_frame(df: pd.DataFrame) -> list[Series]:
-    """Series of a long frame in the on-disk form (inverse of :func:`to_frame`).
-
-    Series keep the order of their first row; rows of a series are ordered by timestamp. Every
-    column other than ``series, timestamp, split, label`` is a channel, in column order.
-    """
+def _frame_channels(df: pd.DataFrame) -> list[str]:
+    """Channel columns of a long frame, after checking its shape; why: name the bad column up front."""
     if not isinstance(df, pd.DataFrame):
         raise ValueError(f"Expected a pandas DataFrame, got {type(df).__name__}.")
     missing_cols = [c for c in RESERVED_COLUMNS if c not in df.columns]
@@ -412,12 +408,12 @@ def from_frame(df: pd.DataFrame) -> list[Series]:
         )
     if len(df) == 0:
         raise ValueError("Frame has no rows. Fix: a dataset needs at least one series with one point.")
+    return channels
 
-    if df[SERIES_COL].isna().any():
-        raise ValueError(f"Column {SERIES_COL!r} has missing names. Fix: name every row's series.")
-    codes, names = pd.factorize(df[SERIES_COL].astype(str), sort=False)
 
-    split = pd.Categorical(df[SPLIT_COL])  # compare a handful of categories, not millions of strings
+def _frame_is_train(column: pd.Series) -> np.ndarray:
+    """Boolean "train" mask of the split column, after checking it holds only train/test."""
+    split = pd.Categorical(column)  # compare a handful of categories, not millions of strings
     present = split.categories[np.unique(split.codes[split.codes >= 0])].tolist()
     bad_split = [v for v in present if v not in SPLIT_CATEGORIES] + (["<NA>"] if (split.codes < 0).any() else [])
     if bad_split:
@@ -426,7 +422,40 @@ def from_frame(df: pd.DataFrame) -> list[Series]:
             f"only {list(SPLIT_CATEGORIES)} are allowed. Fix: mark each point 'train' or 'test'."
         )
     train_code = split.categories.get_loc(SPLIT_TRAIN) if SPLIT_TRAIN in split.categories else -2
-    is_train = split.codes == train_code
+    return split.codes == train_code
+
+
+def _train_end_of(name: Any, train_flags: np.ndarray) -> int:
+    """Length of the leading train run of one series (rows in time order); rejects any other split shape."""
+    train_end = int(train_flags.sum())
+    if train_end == 0 or not train_flags[:train_end].all():
+        raise ValueError(
+            f"Series {name!r}: split must be a non-empty run of 'train' followed by 'test' in time order. "
+            "Fix: mark the chronologically first points 'train' and the rest 'test'."
+        )
+    return train_end
+
+
+def _check_label_coverage(name: Any, miss: np.ndarray) -> None:
+    """A series is fully labelled or fully <NA> (see module docstring); a mix is refused."""
+    if miss.any() and not miss.all():
+        raise ValueError(
+            f"Series {name!r}: {int(miss.sum())} of {miss.size} labels are <NA>. A series is either fully "
+            "labelled or unlabelled. Fix: label every point (0/1) or set all its labels to <NA>."
+        )
+
+
+def from_frame(df: pd.DataFrame) -> list[Series]:
+    """Series of a long frame in the on-disk form (inverse of :func:`to_frame`).
+
+    Series keep the order of their first row; rows of a series are ordered by timestamp. Every
+    column other than ``series, timestamp, split, label`` is a channel, in column order.
+    """
+    channels = _frame_channels(df)
+    if df[SERIES_COL].isna().any():
+        raise ValueError(f"Column {SERIES_COL!r} has missing names. Fix: name every row's series.")
+    codes, names = pd.factorize(df[SERIES_COL].astype(str), sort=False)
+    is_train = _frame_is_train(df[SPLIT_COL])
     timestamps, ordinal = _frame_timestamps(df[TIMESTAMP_COL])
     labels, label_missing = _frame_labels(df[LABEL_COL])
     values = np.column_stack([df[c].to_numpy(dtype=VALUE_DTYPE, na_value=np.nan) for c in channels])
@@ -436,19 +465,9 @@ def from_frame(df: pd.DataFrame) -> list[Series]:
     result: list[Series] = []
     for k, name in enumerate(names):
         idx = order[bounds[k] : bounds[k + 1]]
-        train_flags = is_train[idx]
-        train_end = int(train_flags.sum())
-        if train_end == 0 or not train_flags[:train_end].all():
-            raise ValueError(
-                f"Series {name!r}: split must be a non-empty run of 'train' followed by 'test' in time order. "
-                "Fix: mark the chronologically first points 'train' and the rest 'test'."
-            )
+        train_end = _train_end_of(name, is_train[idx])
         miss = label_missing[idx]
-        if miss.any() and not miss.all():
-            raise ValueError(
-                f"Series {name!r}: {int(miss.sum())} of {miss.size} labels are <NA>. A series is either fully "
-                "labelled or unlabelled. Fix: label every point (0/1) or set all its labels to <NA>."
-            )
+        _check_label_coverage(name, miss)
         ts = timestamps[idx]
         if ts.dtype.kind == "i" and np.array_equal(ts, np.arange(ts.size)):
             ts = None  # positions only: see module docstring

@@ -26,7 +26,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -218,125 +218,123 @@ def _channels_of(frame: pd.DataFrame, cfg: ValidationConfig) -> list[str]:
     return [str(c) for c in frame.columns if c not in RESERVED_COLUMNS]
 
 
-def build_suites(cfg: ValidationConfig, channels: Sequence[str]) -> _Suites:
-    """The two GX suites for ``cfg.kind`` (and the fix hint of each expectation)."""
-    gx = _gx()
-    E = gx.expectations
-    kind = cfg.kind
-    hints: dict[tuple[str, str | None], str] = {}
-    frame_suite = gx.ExpectationSuite(name=f"capmix-{kind}-frame")
-    series_suite = gx.ExpectationSuite(name=f"capmix-{kind}-series")
+#: ``add(expectation, fix hint)``: puts the expectation in one suite and records its hint
+_Add = Callable[[Any, str], None]
 
-    def add(suite: Any, exp: Any, hint: str) -> None:
+
+def _hinted_adder(suite: Any, hints: dict[tuple[str, str | None], str]) -> _Add:
+    """An ``add`` bound to ``suite``; why: every expectation must carry the fix its failure prints."""
+
+    def add(exp: Any, hint: str) -> None:
         suite.add_expectation(exp)
         hints[(exp.expectation_type, getattr(exp, "column", None))] = hint
 
-    # -- schema
-    add(frame_suite, E.ExpectTableRowCountToBeBetween(min_value=1), "the frame is empty; load the data first")
+    return add
+
+
+def _add_table_expectations(add: _Add, E: Any, cfg: ValidationConfig) -> None:
+    """Frame shape: rows present, reserved columns, channel count for the kind, exact channel list."""
+    add(E.ExpectTableRowCountToBeBetween(min_value=1), "the frame is empty; load the data first")
     for col in RESERVED_COLUMNS:
         add(
-            frame_suite,
             E.ExpectColumnToExist(column=col),
             f"add the {col!r} column; build frames with capmix.data.canonical.to_frame (columns {list(RESERVED_COLUMNS)} + channels)",
         )
     n_reserved = len(RESERVED_COLUMNS)
-    if kind == "univariate":
+    if cfg.kind == "univariate":
         add(
-            frame_suite,
             E.ExpectTableColumnCountToEqual(value=n_reserved + 1),
             "a univariate dataset has exactly one channel column; use kind='multivariate' or keep one channel",
         )
     else:
         add(
-            frame_suite,
             E.ExpectTableColumnCountToBeBetween(min_value=n_reserved + 2),
             "a multivariate dataset has at least two channel columns; use kind='univariate' for one channel",
         )
     if cfg.channels is not None:
         add(
-            frame_suite,
             E.ExpectTableColumnsToMatchOrderedList(column_list=[*RESERVED_COLUMNS, *cfg.channels]),
             "pass data with exactly the expected channels (the model's training channels, same names and order) "
             "or retrain on this data",
         )
+
+
+def _add_reserved_column_expectations(add: _Add, E: Any) -> None:
+    """Types and values of the series, timestamp, split and label columns."""
     add(
-        frame_suite,
         E.ExpectColumnValuesToBeOfType(column=SERIES_COL, type_="str"),
         "cast the series names to strings: frame['series'] = frame['series'].astype('str')",
     )
-    add(frame_suite, E.ExpectColumnValuesToNotBeNull(column=SERIES_COL), "name the series of every row")
+    add(E.ExpectColumnValuesToNotBeNull(column=SERIES_COL), "name the series of every row")
     add(
-        frame_suite,
         E.ExpectColumnValuesToBeInTypeList(column=TIMESTAMP_COL, type_list=TIMESTAMP_TYPES),
         "parse times with pd.to_datetime(...).astype('datetime64[ns]') or store positions as int64",
     )
-    add(frame_suite, E.ExpectColumnValuesToNotBeNull(column=TIMESTAMP_COL), "fill or drop the rows without a time")
-    add(frame_suite, E.ExpectColumnValuesToNotBeNull(column=SPLIT_COL), "mark every point 'train' or 'test'")
+    add(E.ExpectColumnValuesToNotBeNull(column=TIMESTAMP_COL), "fill or drop the rows without a time")
+    add(E.ExpectColumnValuesToNotBeNull(column=SPLIT_COL), "mark every point 'train' or 'test'")
     add(
-        frame_suite,
         E.ExpectColumnValuesToBeInSet(column=SPLIT_COL, value_set=[SPLIT_TRAIN, SPLIT_TEST]),
         "mark every point 'train' or 'test'",
     )
     add(
-        frame_suite,
         E.ExpectColumnValuesToBeInTypeList(column=LABEL_COL, type_list=LABEL_TYPES),
         "store labels as nullable Int8: 0/1, <NA> for unlabelled points",
     )
     add(
-        frame_suite,
         E.ExpectColumnValuesToBeInSet(column=LABEL_COL, value_set=[0, 1]),
         "map anomalies to 1, normal points to 0 and unknown labels to <NA> (not -1)",
     )
-    # -- channels
+
+
+def _add_channel_expectations(add: _Add, E: Any, channels: Sequence[str]) -> None:
+    """Each channel present, float, and free of NaN/inf (imputation fixes the last two)."""
+    impute_hint = "set ValidationConfig(impute='ffill' or 'interpolate') or clean the source data"
     for ch in channels:
         add(
-            frame_suite,
             E.ExpectColumnToExist(column=ch),
             f"the data lacks channel {ch!r}; pass data with all expected channels (or retrain on this data)",
         )
         add(
-            frame_suite,
             E.ExpectColumnValuesToBeInTypeList(column=ch, type_list=CHANNEL_TYPES),
             f"convert it to float: pd.to_numeric(frame[{ch!r}], errors='coerce').astype('float64'), "
             "or drop a column that is not a channel",
         )
-        impute_hint = "set ValidationConfig(impute='ffill' or 'interpolate') or clean the source data"
-        add(frame_suite, E.ExpectColumnValuesToNotBeNull(column=ch), f"NaN in a channel: {impute_hint}")
+        add(E.ExpectColumnValuesToNotBeNull(column=ch), f"NaN in a channel: {impute_hint}")
         add(
-            frame_suite,
             E.ExpectColumnValuesToBeBetween(column=ch, min_value=-FLOAT_MAX, max_value=FLOAT_MAX),
             f"inf in a channel: {impute_hint}",
         )
 
-    # -- per series
+
+def _add_series_time_expectations(add: _Add, E: Any, cfg: ValidationConfig) -> None:
+    """Per series: time order, chronological split, regular sampling."""
     add(
-        series_suite,
         E.ExpectColumnValuesToBeBetween(column=DUPLICATE_TS, min_value=0, max_value=0),
         "drop duplicate points: frame.drop_duplicates(['series', 'timestamp'])",
     )
     add(
-        series_suite,
         E.ExpectColumnValuesToBeBetween(column=DECREASING_TS, min_value=0, max_value=0),
         "sort the rows by time within each series: frame.sort_values(['series', 'timestamp'], kind='stable')",
     )
     add(
-        series_suite,
         E.ExpectColumnValuesToBeBetween(column=TRAIN_AFTER_TEST, min_value=0, max_value=0),
         "mark the chronologically first points 'train' and the rest 'test'",
     )
     add(
-        series_suite,
         E.ExpectColumnValuesToBeBetween(column=IRREGULAR, min_value=0.0, max_value=cfg.max_irregular_ratio),
         "resample each series to a regular grid (e.g. frame.set_index('timestamp').resample('30s').ffill()), "
         "or raise validate.max_irregular_ratio if the gaps are harmless",
     )
+
+
+def _add_series_content_expectations(add: _Add, E: Any, cfg: ValidationConfig) -> None:
+    """Per series: split lengths, anomaly ratios and labels; train-only checks only in train mode."""
     min_points = cfg.window + 1
     length_hint = f"use longer series, a window below the shortest split, or drop these series (window={cfg.window})"
     if cfg.mode == "train":
-        add(series_suite, E.ExpectColumnValuesToBeBetween(column=TRAIN_POINTS, min_value=min_points), length_hint)
-    add(series_suite, E.ExpectColumnValuesToBeBetween(column=TEST_POINTS, min_value=min_points), length_hint)
+        add(E.ExpectColumnValuesToBeBetween(column=TRAIN_POINTS, min_value=min_points), length_hint)
+    add(E.ExpectColumnValuesToBeBetween(column=TEST_POINTS, min_value=min_points), length_hint)
     add(
-        series_suite,
         E.ExpectColumnValuesToBeBetween(
             column=ANOMALY_RATIO, min_value=cfg.min_anomaly_ratio, max_value=cfg.max_anomaly_ratio
         ),
@@ -344,23 +342,39 @@ def build_suites(cfg: ValidationConfig, channels: Sequence[str]) -> _Suites:
     )
     if cfg.mode == "train":
         add(
-            series_suite,
             E.ExpectColumnValuesToBeBetween(column=CONSTANT_TRAIN, min_value=0, max_value=0),
             "every channel is constant in the training period, so there is nothing to learn: check the export "
             "(a stuck sensor, a wrong column) or drop the series",
         )
         add(
-            series_suite,
             E.ExpectColumnValuesToBeBetween(column=TRAIN_ANOMALY_RATIO, min_value=0.0, max_value=1.0, strict_max=True),
             "every training point is labelled anomalous; CAPMix learns from normal data: check the labels "
             "(inverted 0/1?) or the split",
         )
     if cfg.require_labels:
         add(
-            series_suite,
             E.ExpectColumnValuesToBeBetween(column=MISSING_LABELS, min_value=0, max_value=0),
             "label every test point 0/1, or set require_labels=False (no evaluation)",
         )
+
+
+def build_suites(cfg: ValidationConfig, channels: Sequence[str]) -> _Suites:
+    """The two GX suites for ``cfg.kind`` (and the fix hint of each expectation).
+
+    The hints keep insertion order (schema first, then values): failures are reported in it.
+    """
+    gx = _gx()
+    E = gx.expectations
+    hints: dict[tuple[str, str | None], str] = {}
+    frame_suite = gx.ExpectationSuite(name=f"capmix-{cfg.kind}-frame")
+    series_suite = gx.ExpectationSuite(name=f"capmix-{cfg.kind}-series")
+    add_frame = _hinted_adder(frame_suite, hints)
+    add_series = _hinted_adder(series_suite, hints)
+    _add_table_expectations(add_frame, E, cfg)
+    _add_reserved_column_expectations(add_frame, E)
+    _add_channel_expectations(add_frame, E, channels)
+    _add_series_time_expectations(add_series, E, cfg)
+    _add_series_content_expectations(add_series, E, cfg)
     return _Suites(frame_suite, series_suite, hints)
 
 
