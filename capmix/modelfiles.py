@@ -65,14 +65,21 @@ class ModelFiles:
     weights: dict[str, torch.Tensor]
 
 
-def read_model_dir(path: str | Path, detector: str, format_version: int) -> ModelFiles:
-    """Verify and read a model folder written by ``write_model_dir`` for ``detector``."""
+def check_complete(path: str | Path) -> Path:
+    """The folder exists and holds every file ``write_model_dir`` writes, else a ModelFileError naming the fix."""
     path = Path(path)
     if not path.is_dir():
-        raise ModelFileError(f"model directory {path} does not exist. Fix: pass the folder written by save() / capmix train")
+        raise ModelFileError(f"model directory {path} does not exist. Fix: pass the folder written by save() / "
+                             "capmix train (the training flow writes runs/latest/models/<series>)")
     missing = [n for n in (*FILES, CHECKSUMS) if not (path / n).is_file()]
     if missing:
         raise ModelFileError(f"model directory {path} is incomplete: missing {missing}. Fix: save or train it again, or restore it")
+    return path
+
+
+def read_model_dir(path: str | Path, detector: str, format_version: int) -> ModelFiles:
+    """Verify and read a model folder written by ``write_model_dir`` for ``detector``."""
+    path = check_complete(path)
     try:
         checksums = json.loads((path / CHECKSUMS).read_text())
     except json.JSONDecodeError as exc:

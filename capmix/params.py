@@ -448,7 +448,7 @@ def explain_params(exc: ValidationError, source: str = "params.yaml") -> str:
         key = ".".join(str(x) for x in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         parts.append(f"{key} = {err.get('input')!r}: {msg}" if key else msg)
-    return f"invalid {source}: " + "; ".join(parts) + ". Fix: correct these keys (allowed values: capmix/params.py)"
+    return f"invalid {source}: " + "; ".join(parts) + ". Fix: correct these keys in params.yaml (allowed values: capmix/params.py)"
 
 
 def parse_params(data: dict[str, Any], source: str = "params.yaml") -> Params:

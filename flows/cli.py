@@ -22,6 +22,16 @@ def _client(p: Any):
     return mlflow.MlflowClient()
 
 
+def _on_registry(params: Path, what: str, action: Any) -> tuple[str, Any]:
+    """Run ``action(client, model_name)`` on the registry; a failure is one line and exit 2."""
+    p = _params(params)
+    name = p.register.model_name
+    try:
+        return name, action(_client(p), name)
+    except Exception as exc:  # registry errors are user-facing here
+        _fail(f"could not {what} {name}: {exc}")
+
+
 @app.command()
 def promote(
     version: Annotated[str, typer.Argument(help="model version to make champion")],
@@ -31,12 +41,7 @@ def promote(
     """Move the production alias (champion) to VERSION by hand; the history is kept in tags."""
     from flows.promotion import promote as do_promote
 
-    p = _params(params)
-    name = p.register.model_name
-    try:
-        do_promote(_client(p), name, version, reason)
-    except Exception as exc:  # registry errors are user-facing here
-        _fail(f"could not promote {name} v{version}: {exc}")
+    name, _ = _on_registry(params, f"promote v{version} of", lambda c, n: do_promote(c, n, version, reason))
     console.print(f"{name}@champion -> v{version}")
 
 
@@ -48,12 +53,7 @@ def rollback(
     """Move champion back to the previous champion."""
     from flows.promotion import rollback as do_rollback
 
-    p = _params(params)
-    name = p.register.model_name
-    try:
-        entry = do_rollback(_client(p), name, reason)
-    except Exception as exc:
-        _fail(f"could not roll back {name}: {exc}")
+    name, entry = _on_registry(params, "roll back", lambda c, n: do_rollback(c, n, reason))
     console.print(f"{name}@champion -> v{entry.get('version')}")
 
 

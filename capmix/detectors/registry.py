@@ -159,17 +159,11 @@ def pipeline_detector(params: Any, preset: str | None = None, tuned: dict[str, A
 
 def saved_kind(path: str | Path) -> str:
     """Which detector a saved model folder holds (its ``load`` then verifies every checksum)."""
-    from capmix.modelfiles import ModelFileError
+    from capmix.modelfiles import ModelFileError, check_complete
 
-    state = Path(path) / "state.json"
-    if not Path(path).is_dir():
-        raise ModelFileError(f"model directory {path} does not exist. Fix: pass the folder written by save() / "
-                             "capmix train (the training flow writes runs/latest/models/<series>)")
+    state = check_complete(path) / "state.json"
     try:
         kind = json.loads(state.read_text()).get("detector", "capmix")
-    except FileNotFoundError as exc:
-        raise ModelFileError(f"model directory {path} is incomplete: missing state.json. "
-                             "Fix: save or train it again, or restore it") from exc
     except (json.JSONDecodeError, AttributeError) as exc:
         raise ModelFileError(f"{state} is corrupt ({exc}). Fix: re-train or restore it") from exc
     if kind not in {e.cls().kind for e in REGISTRY.values()}:

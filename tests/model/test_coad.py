@@ -123,7 +123,7 @@ def one_torch_thread():
 def test_coad_learns_on_the_default_data(one_torch_thread):
     """Exactly the main job's data and params (coad section): test-period AUC-ROC well above chance."""
     p = load_params("params.yaml")
-    series = generate(GeneratorConfig.model_validate({k: v for k, v in p["generate"].items() if k != "out"}))
+    series = generate(p.generate.generator())
     cfg = detector_config(p)
     res = []
     for s in series:

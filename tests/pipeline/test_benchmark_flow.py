@@ -70,7 +70,7 @@ def test_benchmark_flow_runs_resumes_and_logs_parent_and_child_runs(harness, par
 def test_benchmark_cli_rejects_unknown_methods_and_datasets(params_file):
     runner = CliRunner()
     res = runner.invoke(app, ["benchmark", "--methods", "capmix,nope", "--params", str(params_file)])
-    assert res.exit_code == 2 and "unknown method" in res.output
+    assert res.exit_code == 2 and "unknown detector 'nope'" in res.output
     res = runner.invoke(app, ["benchmark", "--dataset", "swat", "--params", str(params_file)])
     assert res.exit_code == 2 and "not in params benchmark.datasets" in res.output
 

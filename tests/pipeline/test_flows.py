@@ -24,6 +24,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+
+from capmix.params import parse_params
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -239,10 +241,10 @@ def test_a_model_within_a_negative_margin_is_accepted(trained, ws):
 
 def test_rerun_with_the_same_inputs_hits_the_prefect_cache(trained):
     first = _task_states(trained["first"].flow_run_id)
-    assert first["augment"] == ["Completed"] * 2 and first["train"] == ["Completed"] * 2
+    assert first["prepare"] == ["Completed"] * 2 and first["train"] == ["Completed"] * 2
     for label in ("worse", "better"):  # only register.margin changed: same data, config and code
         states = _task_states(trained[label].flow_run_id)
-        assert states["augment"] == ["Cached"] * 2, (label, states)
+        assert states["prepare"] == ["Cached"] * 2, (label, states)
         assert states["train"] == ["Cached"] * 2, (label, states)
         assert states["evaluate"] == ["Completed"] * 2  # not cached: it is cheap and feeds the gate
 
@@ -450,9 +452,9 @@ def test_served_nightly_deployment_has_the_params_schedule(harness, monkeypatch)
     assert [(s.cron, s.timezone) for s in kw["schedules"]] == [(cron, timezone)]
 
     with pytest.raises(ValueError, match="not an IANA time zone"):
-        serve.deployment_schedule({"schedule": {"cron": "0 2 * * *", "timezone": "Mars/Olympus"}})
+        serve.deployment_schedule(parse_params({"schedule": {"cron": "0 2 * * *", "timezone": "Mars/Olympus"}}))
     with pytest.raises(ValueError, match="not a valid cron"):
-        serve.deployment_schedule({"schedule": {"cron": "0 25 * * *"}})
+        serve.deployment_schedule(parse_params({"schedule": {"cron": "0 25 * * *"}}))
 
 
 def test_prefect_deploy_all_registers_prefect_yaml(harness):

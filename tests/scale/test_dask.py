@@ -66,15 +66,17 @@ def _run(params_path: str, **kw):
 
 def test_two_worker_dask_cluster_gives_the_sequential_metrics(harness, clean_mlflow_env, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    # the sequential run also tunes in the flow thread (tune.workers: 1); both runs then train with
-    # the parameters it wrote, so their metrics must agree
+    # the sequential run also tunes in the flow thread (tune.workers: 1) and trains with what it found;
+    # the Dask run trains with those parameters set in `train` (tuned files apply only when tuning is
+    # enabled), so their metrics must agree
     best = str(tmp_path / "best_params.yaml")
     _, seq = _run(_params(tmp_path, "seq", flow={"task_runner": "sequential"},
                           tune={"workers": 1, "n_trials": 2, "max_epochs": 2, "n_series": 1, "pruning": False,
                                 "best_params": best}), tune=True)
     tuned = yaml.safe_load(Path(best).read_text())
     assert tuned["provenance"]["n_trials"] == 2 and set(tuned["best_params"]) == {"gamma", "alpha"}
-    runner, dsk = _run(_params(tmp_path, "dask", flow={"task_runner": "dask"}, tune={"best_params": best}))
+    train = {**TINY.get("train", {}), **tuned["best_params"]}
+    runner, dsk = _run(_params(tmp_path, "dask", flow={"task_runner": "dask"}, train=train))
     assert type(runner).__name__ == "DaskTaskRunner"
     assert runner.cluster_kwargs["n_workers"] == 2
 

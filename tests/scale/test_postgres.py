@@ -56,13 +56,14 @@ def test_mlflow_tracking_and_registry_on_postgres_with_s3_artifacts(
 
     from flows.bundle import log_bundle
     from flows.promotion import CHAMPION, champion_history, load_champion, promote_if_better, rollback
+    from capmix.params import parse_params
     from flows.train import setup_mlflow
 
     monkeypatch.setenv("CAPMIX_GIT_COMMIT", "0" * 40)  # no git call
     uri = postgres.create_database("mlflow")
     # the flow's own setup: tracking + registry URI and the experiment's artifact location from params
-    setup_mlflow({"mlflow": {"tracking_uri": uri, "experiment": "capmix-pg",
-                             "artifact_location": f"s3://{s3['bucket']}/mlflow"}})
+    setup_mlflow(parse_params({"mlflow": {"tracking_uri": uri, "experiment": "capmix-pg",
+                             "artifact_location": f"s3://{s3['bucket']}/mlflow"}}))
     assert mlflow.get_tracking_uri().startswith("postgresql://")
     client = MlflowClient(uri, uri)
     exp = client.get_experiment_by_name("capmix-pg")

@@ -67,10 +67,11 @@ def test_dvc_s3_remote_round_trip(tmp_path, s3, s3_keys):
 def test_mlflow_artifacts_go_to_s3_when_params_say_so(s3, s3_keys, clean_mlflow_env, tmp_path):
     import mlflow
 
+    from capmix.params import parse_params
     from flows.train import setup_mlflow
 
-    setup_mlflow({"mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "capmix-s3",
-                             "artifact_location": f"s3://{s3['bucket']}/mlflow"}})
+    setup_mlflow(parse_params({"mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "capmix-s3",
+                             "artifact_location": f"s3://{s3['bucket']}/mlflow"}}))
     (tmp_path / "metrics.json").write_text('{"auc_pr": 0.5}')
     with mlflow.start_run() as run:
         mlflow.log_artifact(str(tmp_path / "metrics.json"))
@@ -79,8 +80,8 @@ def test_mlflow_artifacts_go_to_s3_when_params_say_so(s3, s3_keys, clean_mlflow_
     back = Path(mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/metrics.json", dst_path=str(tmp_path / "dl")))
     assert back.read_text() == '{"auc_pr": 0.5}'
     # a second flow process finds the experiment and keeps its location
-    setup_mlflow({"mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "capmix-s3",
-                             "artifact_location": f"s3://{s3['bucket']}/mlflow"}})
+    setup_mlflow(parse_params({"mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "capmix-s3",
+                             "artifact_location": f"s3://{s3['bucket']}/mlflow"}}))
     assert mlflow.get_experiment_by_name("capmix-s3").artifact_location == f"s3://{s3['bucket']}/mlflow"
 
 
@@ -88,9 +89,10 @@ def test_default_artifact_location_is_unchanged(clean_mlflow_env, tmp_path, monk
     """Without ``artifact_location`` the store's default is used, as before (laptop default)."""
     import mlflow
 
+    from capmix.params import parse_params
     from flows.train import setup_mlflow
 
     monkeypatch.chdir(tmp_path)
-    setup_mlflow({"mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "capmix-local",
-                             "artifact_location": None}})
+    setup_mlflow(parse_params({"mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "capmix-local",
+                             "artifact_location": None}}))
     assert not mlflow.get_experiment_by_name("capmix-local").artifact_location.startswith("s3://")

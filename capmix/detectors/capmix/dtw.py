@@ -133,7 +133,8 @@ def _dtw_batch_kernel(
                 cur[klo - 1, :] = inf  # left of the band / boundary column
                 x0 = x[0]
                 if n_channels == 1:
-                    # Fused cost + update: the hot path of label revision.
+                    # Fused cost + update: the hot path of label revision. Deliberate hot-path
+                    # copy of the multichannel loop below (one channel needs no per-channel pass).
                     for k in range(klo, khi + 1):
                         diag = prev[k - 1]
                         up = prev[k]
