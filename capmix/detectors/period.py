@@ -45,10 +45,15 @@ def _period_1d(x: np.ndarray, min_period: int, max_period: int, min_acf: float) 
     if max_period <= min_period or np.ptp(x) == 0:
         return None
     r = acf(_detrend(x.astype(np.float64), max_period), max_period + 1)
-    # start after the ACF first stops decreasing (or crosses zero): lags before are the lag-0 lobe
+    # unbiased: the biased ACF's (1 - lag/n) envelope pulls every peak towards shorter lags
+    r = r * n / (n - np.arange(r.shape[0]))
+    # skip the lag-0 lobe: up to the first zero crossing (noise wiggles on the lobe are no period);
+    # an ACF that never crosses zero (spikes on a baseline) ends its lobe where it first rises again
+    below = np.flatnonzero(r < 0)
     d = np.diff(r)
     rising = np.flatnonzero((d[:-1] <= 0) & (d[1:] > 0))
-    start = max(min_period, int(rising[0]) + 1 if rising.size else max_period)
+    lobe_end = int(below[0]) if below.size else (int(rising[0]) + 1 if rising.size else max_period)
+    start = max(min_period, lobe_end)
     seg = r[start : max_period + 1]
     inner = (seg[1:-1] >= seg[:-2]) & (seg[1:-1] >= seg[2:])
     peaks = np.flatnonzero(inner) + 1 + start
@@ -57,8 +62,11 @@ def _period_1d(x: np.ndarray, min_period: int, max_period: int, min_acf: float) 
     best = r[peaks].max()
     if best < min_acf:
         return None
-    # first peak at >= 85 % of the best: the fundamental rather than its multiples
-    return int(peaks[np.flatnonzero(r[peaks] >= 0.85 * best)[0]])
+    # first peak at >= 85 % of the best: the fundamental rather than its multiples; then the
+    # highest ACF within +-10 % of it, since noise splits a broad peak into early wiggles
+    p0 = int(peaks[np.flatnonzero(r[peaks] >= 0.85 * best)[0]])
+    lo, hi = max(start, int(0.9 * p0)), min(max_period, int(np.ceil(1.1 * p0)))
+    return lo + int(np.argmax(r[lo : hi + 1]))
 
 
 def estimate_period(
