@@ -91,7 +91,7 @@ def run_series(path: Path, args) -> dict:
     train, test = x[:n], x[n:]
     period = period_mod.estimate_period(train, max_period=min(n // 3, args.max_period))
     t_period = time.perf_counter() - t0
-    cands, records = [], []
+    records = []  # no score arrays kept: memory stays flat
     gen = classic.candidate_scores(
         train,
         test,
@@ -102,16 +102,19 @@ def run_series(path: Path, args) -> dict:
         roll_mults=tuple(args.roll_mults),
     )
     tk = time.perf_counter()
-    for kind, window, scores in gen:
+    for kind, window, scores, ref in gen:
         excl = max(int(window), TOLERANCE)
         finite = scores[np.isfinite(scores)]
         med = float(np.median(finite)) if finite.size else 0.0
+        rq = np.quantile(ref[np.isfinite(ref)], [0.99, 0.999, 1.0]) if np.isfinite(ref).any() else [0, 0, 0]
         records.append(
             {
                 "kind": kind,
                 "window": int(window),
                 "hit": ucr_archive_hit(scores, n, meta["start"], meta["end"]),
-                "conf": confidence.peak_confidence(scores, excl),
+                "conf": confidence.peak_confidence(scores, excl, ref),
+                "conf_test": confidence.peak_confidence(scores, excl),
+                "train_q": [float(v) for v in rq],
                 "peaks": [[n + i + 1, v] for i, v in confidence.top_peaks(scores, excl, 5)],
                 "median": med,
                 "mad": float(np.median(np.abs(finite - med))) if finite.size else 0.0,
@@ -119,7 +122,6 @@ def run_series(path: Path, args) -> dict:
             }
         )
         tk = time.perf_counter()
-        cands.append((kind, int(window), None))  # keep no arrays: memory stays flat
     best = int(np.argmax([r["conf"] for r in records]))
     meta.update(
         length=int(x.shape[0]),
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ppp", type=int, default=32, help="join resolution: points per period")
     ap.add_argument("--max-len", type=int, default=40_000, help="join length cap (points)")
     ap.add_argument("--max-period", type=int, default=4000)
-    ap.add_argument("--mp-mults", type=float, nargs="+", default=[0.5, 1.0, 2.0])
+    ap.add_argument("--mp-mults", type=float, nargs="+", default=[1.0, 2.0])
     ap.add_argument("--roll-mults", type=float, nargs="+", default=[0.5, 1.0, 2.0])
     args = ap.parse_args(argv)
     files = sorted(DATA.glob("*.txt.xz"))

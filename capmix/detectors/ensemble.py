@@ -69,7 +69,7 @@ class EnsembleConfig(BaseModel):
     min_confidence: float = Field(0.2, description="auto: below this the fallback decides")
     fallback: Literal["mean", "members"] = Field(
         "mean", description="auto's fixed choice: the mean of all candidates, or of the learned members only")
-    exclusion_periods: float = Field(1.0, gt=0.0, description="peaks within this many periods are one peak")
+    min_exclusion: int = Field(100, ge=1, description="peaks closer than max(window, this) points are one peak")
 
     def replace(self, **changes: Any) -> EnsembleConfig:
         return EnsembleConfig.model_validate({**self.model_dump(), **changes})
@@ -138,7 +138,7 @@ class EnsembleDetector(BaseDetector):
         per_channel = [self._channel(X, c)[0] for c in range(X.shape[1])] if self.config.classic else []
         members = self._member_candidates(X)
         if not per_channel:
-            return self._combine(members, self._exclusion(None))[0]
+            return self._combine(members)[0]
         return np.max(np.stack(per_channel), axis=0)
 
     def _member_candidates(self, X: np.ndarray) -> list[tuple[str, int, np.ndarray, np.ndarray]]:
@@ -156,16 +156,13 @@ class EnsembleDetector(BaseDetector):
             points_per_period=cfg.points_per_period, max_len=cfg.max_join_points,
             default_period=cfg.default_period, roll_kinds=cfg.roll_kinds, mp_kinds=cfg.mp_kinds))
         cands += self._member_candidates(X)
-        scores, info = self._combine(cands, self._exclusion(period))
+        scores, info = self._combine(cands)
         return scores, {"channel": c, "period": period, **info}
 
-    def _exclusion(self, period: int | None) -> int:
-        return int(round(self.config.exclusion_periods * (period or self.config.default_period)))
-
-    def _combine(self, cands: list[tuple], exclusion: int) -> tuple[np.ndarray, dict[str, Any]]:
+    def _combine(self, cands: list[tuple]) -> tuple[np.ndarray, dict[str, Any]]:
         """The selection rule: the most confident candidate, or the fixed fallback."""
         cfg = self.config
-        conf = [peak_confidence(s, max(int(w), exclusion), ref) for _, w, s, ref in cands]
+        conf = [peak_confidence(s, max(int(w), cfg.min_exclusion), ref) for _, w, s, ref in cands]
         best = int(np.argmax(conf))
         info = {"candidates": [(k, int(w), float(q)) for (k, w, _, _), q in zip(cands, conf)],
                 "chosen": best, "confidence": float(conf[best])}
