@@ -1,8 +1,10 @@
-"""The training flow end to end with ``detector: coad`` (params.yaml), on the default data, tiny epochs.
+"""The training flow end to end with other detectors than CAPMix (params.yaml ``detector``), on the default
+data, tiny epochs.
 
-It must train one CoAD model per series (no augment stage), evaluate, register the bundle in MLflow
-and promote it; the registered bundle must load as CoAD detectors and score like them. A second run
-(``detector: capmix``, ``shift.enabled``) must log the anomaly-shift numbers to MLflow.
+``detector: coad`` must train one CoAD model per series (no augment stage), evaluate, register the bundle
+in MLflow and promote it; the registered bundle must load as CoAD detectors and score like them. A second
+run (``detector: capmix``, ``shift.enabled``) must log the anomaly-shift numbers to MLflow. A third
+(``detector: ensemble``) must register an ensemble that the scoring flow and MLflow's pyfunc serve.
 """
 
 from __future__ import annotations
@@ -79,7 +81,18 @@ def flow_run(tmp_path_factory):
                 capmix_params = root / "params-capmix.yaml"
                 capmix_params.write_text(yaml.safe_dump(p, sort_keys=False))
                 capmix_summary = training_flow(params_path=str(capmix_params))
-        yield root, summary, MlflowClient(uri, uri), capmix_summary
+                # the ensemble: CAPMix (tiny, as above) + the classic candidates, its own model name
+                p.update(detector="ensemble", shift={"enabled": False})
+                p["register"]["model_name"] = MODEL_NAME + "-ensemble"
+                p["flow"]["out_dir"] = "runs/ensemble"
+                ensemble_params = root / "params-ensemble.yaml"
+                ensemble_params.write_text(yaml.safe_dump(p, sort_keys=False))
+                ensemble_summary = training_flow(params_path=str(ensemble_params))
+                from flows.score import scoring_flow
+
+                scored = scoring_flow(str(root / "data/default/series.parquet"), str(root / "out/ens.parquet"),
+                                      params_path=str(ensemble_params))
+        yield root, summary, MlflowClient(uri, uri), capmix_summary, (ensemble_summary, scored)
     finally:
         os.chdir(old)
         env, tracking_utils._tracking_uri, registry_utils._registry_uri, fluent._active_experiment_id, path = saved
@@ -97,7 +110,7 @@ def test_coad_flow_trains_evaluates_and_registers(flow_run):
     from capmix.data.canonical import read_dataset
     from flows.bundle import load_bundle
 
-    root, summary, client, _ = flow_run
+    root, summary, client, _, _ = flow_run
     assert all(np.isfinite(v) for v in summary["metrics"].values())
     run = client.get_run(summary["run_id"])
     assert run.data.tags["detector"] == "coad"
@@ -123,7 +136,7 @@ def test_coad_flow_trains_evaluates_and_registers(flow_run):
 
 
 def test_capmix_flow_logs_the_anomaly_shift(flow_run):
-    root, _, client, summary = flow_run
+    root, _, client, summary, _ = flow_run
     run = client.get_run(summary["run_id"])
     assert run.data.tags["detector"] == "capmix"
     m = run.data.metrics
@@ -134,3 +147,31 @@ def test_capmix_flow_logs_the_anomaly_shift(flow_run):
     assert "shift/shift.json" in arts
     rows = json.loads((root / "runs" / "capmix" / "shift" / "shift.json").read_text())
     assert len(rows) == 1 and rows[0]["energy/cap_real"] == pytest.approx(m["shift.energy.cap_real"])
+
+
+def test_ensemble_flow_registers_a_model_that_scores(flow_run):
+    import pandas as pd
+
+    from capmix.data.canonical import read_dataset
+    from capmix.detectors.ensemble import EnsembleDetector
+
+    root, _, client, _, (summary, scored) = flow_run
+    run = client.get_run(summary["run_id"])
+    assert run.data.tags["detector"] == "ensemble"
+    assert summary["version"] == "1" and summary["promotion"] == "promoted"
+    assert all(np.isfinite(v) for v in summary["metrics"].values())
+    models = root / "runs" / "ensemble" / "models"
+    series = read_dataset(root / "data/default/series.parquet")
+    det = EnsembleDetector.load(models / series[0].name)
+    assert [m.kind for m in det.members_] == ["capmix"]
+    # the scoring flow served the champion: one finite score per row, the same as the saved detector
+    out = pd.read_parquet(root / "out/ens.parquet")
+    assert scored["model_uri"].endswith(f"{MODEL_NAME}-ensemble@champion") and len(out) == scored["n_points"]
+    first = out[out["series"] == series[0].name]["score"].to_numpy()
+    np.testing.assert_allclose(first, det.decision_function(np.concatenate([series[0].train[0], series[0].test[0]])),
+                               rtol=1e-5)
+    # MLflow's pyfunc (what `mlflow models serve` runs) scores a frame with the same numbers
+    model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}-ensemble@champion")
+    frame = pd.read_parquet(root / "data/default/series.parquet")
+    served = model.predict(frame[["series", *series[0].channels]])
+    np.testing.assert_allclose(served["score"].to_numpy(), out["score"].to_numpy(), rtol=1e-5)
