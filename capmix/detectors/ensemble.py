@@ -66,9 +66,9 @@ class EnsembleConfig(BaseModel):
 
     # -- selection
     selection: Literal["confidence", "mean", "auto"] = "auto"
-    min_confidence: float = Field(0.2, description="auto: below this the fallback decides")
+    min_confidence: float = Field(0.3, description="auto: below this the fallback decides")
     fallback: Literal["mean", "members"] = Field(
-        "mean", description="auto's fixed choice: the mean of all candidates, or of the learned members only")
+        "members", description="auto's fixed choice: the mean of the learned members' scores, or of all candidates")
     min_exclusion: int = Field(100, ge=1, description="peaks closer than max(window, this) points are one peak")
 
     def replace(self, **changes: Any) -> EnsembleConfig:
