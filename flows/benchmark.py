@@ -104,7 +104,8 @@ def _log_mlflow(p: Params, cfg: BenchmarkConfig, rows: list[dict[str, Any]], fil
 
 @flow(name="capmix-benchmark", log_prints=True)
 def benchmark_flow(params_path: str = "params.yaml", overrides: dict[str, Any] | None = None,
-                   study: str | None = None, log_to_mlflow: bool = True, name: str | None = None) -> dict[str, Any]:
+                   study: str | None = None, log_to_mlflow: bool = True, name: str | None = None,
+                   report_only: bool = False) -> dict[str, Any]:
     """Run the benchmark (or a study) from params ``benchmark`` with CLI ``overrides``.
 
     ``study``: ``contamination`` (Fig. 5) or ``sensitivity`` (Fig. 8), planned by
@@ -129,7 +130,9 @@ def benchmark_flow(params_path: str = "params.yaml", overrides: dict[str, Any] |
     cells = scfg.cells(series, cfg.seeds) if scfg is not None else plan(cfg, series)
     report_name = name or study or "results"
     digests = {c: cell_digest(c, raw, cfg.datasets[c.dataset], cfg.max_epochs) for c in cells}
-    todo = pending(cells, cfg.out_dir, digests)
+    # report_only: the report of the finished cells as they are (e.g. computed under params whose
+    # changed keys do not affect them), nothing run
+    todo = [] if report_only else pending(cells, cfg.out_dir, digests)
     log.info("%d cells planned, %d already done, %d to run", len(cells), len(cells) - len(todo), len(todo))
     # torch's OpenMP threads spin while they wait: on a busy or oversubscribed machine two of
     # them made a small fit 13x slower than one (measured); parallelism comes from workers
@@ -169,9 +172,11 @@ def benchmark_flow(params_path: str = "params.yaml", overrides: dict[str, Any] |
 
 
 def run(params_path: str = "params.yaml", overrides: dict[str, Any] | None = None,
-        study: str | None = None, log_to_mlflow: bool = True, name: str | None = None) -> dict:
+        study: str | None = None, log_to_mlflow: bool = True, name: str | None = None,
+        report_only: bool = False) -> dict:
     """Run the flow with the task runner the config asks for (Dask when workers > 1)."""
     cfg = _config(load_params(params_path), overrides)
     runner = _runner(cfg)
     f = benchmark_flow.with_options(task_runner=runner) if runner is not None else benchmark_flow
-    return f(params_path=params_path, overrides=overrides, study=study, log_to_mlflow=log_to_mlflow, name=name)
+    return f(params_path=params_path, overrides=overrides, study=study, log_to_mlflow=log_to_mlflow, name=name,
+             report_only=report_only)

@@ -70,6 +70,7 @@ def benchmark(
     study: Annotated[str | None, typer.Option(help="contamination (Fig. 5) or sensitivity (Fig. 8)")] = None,
     mlflow_log: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="log parent/child runs")] = True,
     name: Annotated[str | None, typer.Option(help="report name: <out_dir>/<name>.md|csv (default: results)")] = None,
+    report_only: Annotated[bool, typer.Option("--report-only", help="report the finished cells, run nothing")] = False,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Datasets x methods x seeds under both threshold protocols; resumable; Markdown + CSV + MLflow."""
@@ -97,7 +98,8 @@ def benchmark(
     from flows.benchmark import run
 
     with _user_errors():
-        out = run(str(params), overrides=over, study=study, log_to_mlflow=mlflow_log, name=name)
+        out = run(str(params), overrides=over, study=study, log_to_mlflow=mlflow_log, name=name,
+                  report_only=report_only)
     typer.echo(Path(out["report"]).read_text())  # plain stdout: Markdown must not be re-wrapped
     console.print(f"{out['ran']} of {out['cells']} cells run in {out['seconds']:.0f}s; report: {out['report']}")
 
