@@ -134,38 +134,32 @@ def train_profile(train: np.ndarray, window: int, normalize: bool = True) -> np.
     return _stump(np.asarray(train, dtype=np.float64), int(window), None, normalize)
 
 
-def mp_novelty(
-    train: np.ndarray,
-    test: np.ndarray,
-    window: int,
-    normalize: bool = True,
-    ref: np.ndarray | None = None,
-) -> np.ndarray:
+def _join_score(train: np.ndarray, a: np.ndarray, b: np.ndarray | None, m: int, first: int, length: int,
+                normalize: bool, ref: np.ndarray | None) -> np.ndarray:
+    """A join of ``a`` (against ``b``, or itself), centred on points, robust-z against ``ref``
+    (``train_profile``; computed when None)."""
+    ref = train_profile(train, m, normalize) if ref is None else ref
+    return robust_z(_centre_profile(_stump(a, m, b, normalize), m, first, length), ref)
+
+
+def mp_novelty(train: np.ndarray, test: np.ndarray, window: int, normalize: bool = True,
+               ref: np.ndarray | None = None) -> np.ndarray:
     """AB-join novelty: distance of the test subsequence centred on each test point to its nearest
     neighbour in ``train``, robust-z against ``ref`` (``train_profile``; computed when None)."""
     m = int(window)
-    ref = train_profile(train, m, normalize) if ref is None else ref
     a = np.concatenate([train[-m:], test])  # m points of context so early test points are centred
-    p = _centre_profile(_stump(a, m, train, normalize), m, m, test.shape[0])
-    return robust_z(p, ref)
+    return _join_score(train, a, train, m, m, test.shape[0], normalize, ref)
 
 
-def mp_discord(
-    train: np.ndarray,
-    test: np.ndarray,
-    window: int,
-    normalize: bool = True,
-    ref: np.ndarray | None = None,
-) -> np.ndarray:
+def mp_discord(train: np.ndarray, test: np.ndarray, window: int, normalize: bool = True,
+               ref: np.ndarray | None = None) -> np.ndarray:
     """Self-join discord score of the test part (each test subsequence's nearest neighbour
     elsewhere in the test part), robust-z against ``ref`` (``train_profile``; computed when None).
 
     A single anomaly has no match in the test part even when train and test drift apart.
     """
     m = int(window)
-    ref = train_profile(train, m, normalize) if ref is None else ref
-    p = _centre_profile(_stump(np.asarray(test, dtype=np.float64), m, None, normalize), m, 0, test.shape[0])
-    return robust_z(p, ref)
+    return _join_score(train, np.asarray(test, dtype=np.float64), None, m, 0, test.shape[0], normalize, ref)
 
 
 def _factor(period: int, length: int, points_per_period: int, max_len: int) -> int:
