@@ -132,14 +132,14 @@ class EnsembleDetector(BaseDetector):
     def explain(self, X: Any) -> list[dict[str, Any]]:
         """Per channel: every candidate's kind, window and confidence, and which one was chosen."""
         X = self._check_input(X, self.config.window)
-        return [self._channel(X, c)[1] for c in range(X.shape[1])]
+        members = self._member_candidates(X)
+        return [self._channel(X, c, members)[1] for c in range(X.shape[1])]
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
-        per_channel = [self._channel(X, c)[0] for c in range(X.shape[1])] if self.config.classic else []
-        members = self._member_candidates(X)
-        if not per_channel:
+        members = self._member_candidates(X)  # scored once, shared by every channel's pool
+        if not self.config.classic:
             return self._combine(members)[0]
-        return np.max(np.stack(per_channel), axis=0)
+        return np.max(np.stack([self._channel(X, c, members)[0] for c in range(X.shape[1])]), axis=0)
 
     def _member_candidates(self, X: np.ndarray) -> list[tuple[str, int, np.ndarray, np.ndarray]]:
         """Each learned member's scores of X, robust-z against its own held-out training scores."""
@@ -149,14 +149,13 @@ class EnsembleDetector(BaseDetector):
             out.append((m.kind, int(m.segments[0]), robust_z(m.decision_function(X), ref), robust_z(ref, ref)))
         return out
 
-    def _channel(self, X: np.ndarray, c: int) -> tuple[np.ndarray, dict[str, Any]]:
+    def _channel(self, X: np.ndarray, c: int, members: list[tuple]) -> tuple[np.ndarray, dict[str, Any]]:
         cfg, period = self.config, self.periods_[c]
         cands = list(candidate_scores(
             self.reference_[:, c], X[:, c], period, roll_mults=cfg.roll_mults, mp_mults=cfg.mp_mults,
             points_per_period=cfg.points_per_period, max_len=cfg.max_join_points,
             default_period=cfg.default_period, roll_kinds=cfg.roll_kinds, mp_kinds=cfg.mp_kinds))
-        cands += self._member_candidates(X)
-        scores, info = self._combine(cands)
+        scores, info = self._combine(cands + members)
         return scores, {"channel": c, "period": period, **info}
 
     def _combine(self, cands: list[tuple]) -> tuple[np.ndarray, dict[str, Any]]:
