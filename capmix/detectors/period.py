@@ -47,12 +47,12 @@ def _period_1d(x: np.ndarray, min_period: int, max_period: int, min_acf: float) 
     r = acf(_detrend(x.astype(np.float64), max_period), max_period + 1)
     # unbiased: the biased ACF's (1 - lag/n) envelope pulls every peak towards shorter lags
     r = r * n / (n - np.arange(r.shape[0]))
-    # skip the lag-0 lobe: up to the first zero crossing (noise wiggles on the lobe are no period);
-    # an ACF that never crosses zero (spikes on a baseline) ends its lobe where it first rises again
-    below = np.flatnonzero(r < 0)
+    # skip the lag-0 lobe: it ends where the ACF first rises again after falling below one half
+    # (noise wiggles high on the lobe are no period; a multi-scale series whose ACF stays positive
+    # over its first cycle still ends its lobe at the first trough)
     d = np.diff(r)
-    rising = np.flatnonzero((d[:-1] <= 0) & (d[1:] > 0))
-    lobe_end = int(below[0]) if below.size else (int(rising[0]) + 1 if rising.size else max_period)
+    rising = np.flatnonzero((d[:-1] <= 0) & (d[1:] > 0) & (r[1:-1] < 0.5))
+    lobe_end = int(rising[0]) + 1 if rising.size else max_period
     start = max(min_period, lobe_end)
     seg = r[start : max_period + 1]
     inner = (seg[1:-1] >= seg[:-2]) & (seg[1:-1] >= seg[2:])
