@@ -157,7 +157,7 @@ def plot_ucr_accuracy(rows, path: str | Path, paper: dict[str, float] | None = N
     y = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.4), layout="constrained")
     ax.barh(y, [100 * r["ucr/accuracy/mean"] for r in rows], height=0.6, color="tab:blue",
-            label="final model (early stopping on training-period validation)")
+            label="deployable (no test labels)")
     best = [100 * r.get("ucr_best_epoch/accuracy/mean", np.nan) for r in rows]
     if np.isfinite(best).any():
         ax.scatter(best, y, marker="D", color="tab:orange", zorder=3,
@@ -167,7 +167,7 @@ def plot_ucr_accuracy(rows, path: str | Path, paper: dict[str, float] | None = N
         if np.isfinite(pv).any():
             ax.scatter(pv, y, marker="|", s=300, color="black", zorder=3, label="paper (Table III/IV)")
     ax.set_yticks(y, [f"{r['method']} ({r['n_series']})" for r in rows])
-    ax.set_xlabel("UCR accuracy, % of series (top window within ±100 points of the anomaly)")
+    ax.set_xlabel("UCR accuracy, % of series (archive rule: top location within [start-100, end+100])")
     ax.set_xlim(0, 100)
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
