@@ -159,7 +159,7 @@ def test_hard_label_ablation_zeroes_soft_labels():
 
 
 def test_prepare_save_load_fit_equals_fit(tmp_path):
-    """The pipeline's split (augment task -> npz -> train task) gives the same model as fit."""
+    """The pipeline's split (prepare task -> npz -> train task) gives the same model as fit."""
     from capmix.detectors.capmix.training import AugmentedData
 
     x = _series(c=2)
