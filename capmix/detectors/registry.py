@@ -60,7 +60,7 @@ REGISTRY: dict[str, Entry] = {
     "mp": _baseline("MatrixProfileDiscord", "mp"),
     "random": _baseline("RandomScorer", "random"),
     "ensemble": Entry("capmix.detectors.ensemble:EnsembleDetector", "ensemble", section="ensemble",
-                      shared={**_SEGMENTS, "seed": "seed"}),
+                      shared=_SEGMENTS),
 }
 
 
@@ -119,15 +119,9 @@ def hyperparameters(name: str, params: dict[str, Any], preset: str | None = None
     if seed is not None:
         out["seed"] = seed
     if e.family == "ensemble":  # its learned members take their own params.yaml sections
-        members = out.get("members", entry_default(name, "members"))
+        members = out["members"] if "members" in out else e.cls()().get_params()["members"]
         out["member_params"] = {m: hyperparameters(m, params, preset, out["seed"]) for m in members}
     return {**out, **e.fixed}
-
-
-def entry_default(name: str, field: str) -> Any:
-    """A hyperparameter's class default (its config model's field default)."""
-    cls = entry(name).cls()
-    return cls().get_params()[field]
 
 
 def build_detector(name: str, params: Any = None, *, preset: str | None = None, seed: int | None = None,
