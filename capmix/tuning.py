@@ -135,7 +135,7 @@ def _open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
         engine_kwargs["connect_args"] = {"timeout": 60}
     else:
         engine_kwargs["pool_pre_ping"] = True
-    from sqlalchemy.exc import IntegrityError, ProgrammingError
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
     for attempt in range(6):
         try:
@@ -145,9 +145,10 @@ def _open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
                 return optuna.storages.RDBStorage(
                     url, engine_kwargs=engine_kwargs, heartbeat_interval=60, grace_period=180
                 )
-        except (IntegrityError, ProgrammingError):
-            # two workers creating the schema of a fresh PostgreSQL database at once: one of them
-            # loses the CREATE TYPE/TABLE race; the schema exists now, so opening again succeeds
+        except (IntegrityError, OperationalError, ProgrammingError):
+            # two workers creating the schema of a fresh database at once: one of them loses the
+            # CREATE TYPE/TABLE race (PostgreSQL: IntegrityError/ProgrammingError; sqlite:
+            # OperationalError "table ... already exists"); the schema exists now, so opening again succeeds
             if attempt == 5:
                 raise
             time.sleep(0.2 * (attempt + 1))

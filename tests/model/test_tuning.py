@@ -157,3 +157,24 @@ def test_tune_config_validation():
     cfg = TuneConfig.from_params({"tune": {"n_trials": 7, "enabled": True}}, study_name="x")
     assert (cfg.n_trials, cfg.enabled, cfg.study_name, cfg.enabled) == (7, True, "x", True)
     assert TuneConfig().storage == "sqlite:///optuna.db"
+
+
+def test_opening_a_fresh_study_database_retries_a_lost_schema_race(monkeypatch, tmp_path):
+    """Two Dask workers creating a fresh sqlite schema at once: the loser sees "table already exists"."""
+    import optuna
+    from sqlalchemy.exc import OperationalError
+
+    from capmix import tuning
+
+    calls = []
+    real = optuna.storages.RDBStorage
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("CREATE TABLE study_directions", {}, Exception("table study_directions already exists"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", flaky)
+    storage = tuning._open_storage(f"sqlite:///{tmp_path}/optuna.db")
+    assert len(calls) == 2 and storage is not None
