@@ -33,5 +33,6 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_dtw.py
 	$(BIN)/python bench/bench_train.py
 
+# only what make and the pipeline build: metrics/ and plots/ are tracked (DVC keeps them in git)
 clean:
-	rm -rf $(VENV) .numba_cache mlruns mlflow.db models metrics plots
+	rm -rf $(VENV) .numba_cache .capmix_work mlruns mlflow.db mlflow.db.*.lock models runs

@@ -67,12 +67,16 @@ class DetectorConfig(BaseModel):
     dropout: float = Field(0.45, ge=0.0, lt=1.0)
 
     # -- optimisation (METHOD 5)
-    lr: float = Field(3e-4, gt=0.0)
+    # Trained to convergence by default (bench/capmix_selection.py, odd UCR series 001-079, archive
+    # rule, two seeds): the paper's lr 3e-4 with patience 5 stopped early and hit 15/40; lr 1e-3 with
+    # 20 epochs before a patience of 20 hit 25/40 at both seeds (best of all 60 epochs: 26/40).
+    # The paper's settings stay in params.yaml's `ucr` preset.
+    lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(5e-4, ge=0.0)
     batch_size: int = Field(512, ge=2)
-    max_epochs: int = Field(50, ge=1)
-    min_epochs: int = Field(5, ge=1, description="epochs before early stopping may trigger")
-    patience: int = Field(5, ge=1, description="early-stopping patience in epochs")
+    max_epochs: int = Field(60, ge=1)
+    min_epochs: int = Field(20, ge=1, description="epochs before early stopping may trigger")
+    patience: int = Field(20, ge=1, description="early-stopping patience in epochs")
     early_stopping: Literal["val_auc", "val_loss"] = Field(
         "val_auc", description="validation signal: AUC of real vs injected windows, or the loss"
     )

@@ -197,6 +197,7 @@ class RegisterParams(_Section):
     model_name: str = "capmix-default"  #: the one place of this default
     metric: str = Field("auc_pr", description="compared on the same held-out data (higher is better)")
     margin: float = Field(0.0, description="challenger must beat champion by this much")
+    promote_ties: bool = Field(False, description="promote a challenger level with champion + margin")
     min_metric: float = Field(0.0, description="evaluation gate: below this nothing is registered")
 
 

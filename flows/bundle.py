@@ -11,6 +11,8 @@ the promotion gate are in :mod:`flows.promotion`.
 
 from __future__ import annotations
 
+import hashlib
+
 import importlib.metadata
 import shutil
 import tempfile
@@ -62,6 +64,15 @@ def _detector_dirs(root: Path) -> list[Path]:
     return sorted(
         p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "config.json").is_file()
     )
+
+
+def models_fingerprint(models_dir: str | Path) -> str:
+    """SHA-256 over every detector folder's name and ``checksums.json`` (config, state, weights):
+    equal for a retrained bundle that came out bit for bit the same, so it is not registered twice."""
+    h = hashlib.sha256()
+    for d in _detector_dirs(Path(models_dir)):
+        h.update(d.name.encode() + b"\0" + (d / "checksums.json").read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def load_bundle(models_dir: str | Path, device: str | None = None) -> dict[str, Any]:

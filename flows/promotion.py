@@ -151,16 +151,23 @@ def _fmt(x: float | None) -> str:
     return "nan" if x is None or math.isnan(x) else f"{x:.6g}"
 
 
-def _compare(metric_key: str, new_value: float, margin: float, champ: str, champ_value: float) -> tuple[bool, str, str]:
-    """(promoted, decision, reason) of a challenger scoring ``new_value`` against champion ``champ``."""
+def _compare(metric_key: str, new_value: float, margin: float, champ: str, champ_value: float,
+             allow_ties: bool = False) -> tuple[bool, str, str]:
+    """(promoted, decision, reason) of a challenger scoring ``new_value`` against champion ``champ``.
+
+    The challenger must be above ``champ_value + margin``; level with it only when ``allow_ties``
+    (a retrained model that merely equals the champion would otherwise churn the alias every run)."""
     bar = champ_value + margin
     if math.isnan(new_value):
         return False, "refused", f"{metric_key}=nan for the challenger; champion v{champ} has {_fmt(champ_value)}"
     if math.isnan(champ_value):
         return True, "promoted", f"{metric_key}={_fmt(new_value)}; champion v{champ} scores nan on the same data"
     versus = f"champion v{champ} {_fmt(champ_value)} + margin {_fmt(margin)} = {_fmt(bar)}"
-    if new_value >= bar:
-        return True, "promoted", f"{metric_key}={_fmt(new_value)} >= {versus}"
+    if new_value > bar or (allow_ties and new_value == bar):
+        return True, "promoted", f"{metric_key}={_fmt(new_value)} {'>' if new_value > bar else '='} {versus}"
+    if new_value == bar:
+        return False, "refused", (f"{metric_key}={_fmt(new_value)} ties {versus} "
+                                  "(a tie is not promoted; set register.promote_ties: true to allow it)")
     return False, "refused", f"{metric_key}={_fmt(new_value)} < {versus}"
 
 
@@ -173,10 +180,12 @@ def promote_if_better(
     new_value: float,
     held_out: ChampionScorer,
     *,
+    allow_ties: bool = False,
     max_attempts: int = 3,
 ) -> PromotionDecision:
     """Gate: ``version`` gets ``challenger``; it becomes ``champion`` when there is no champion or
-    ``new_value >= champion_value + margin`` (a NaN ``new_value`` is always refused).
+    ``new_value > champion_value + margin`` (``>=`` with ``allow_ties``; a NaN ``new_value`` is
+    always refused).
 
     ``champion_value`` is the current champion's ``metric_key`` on the SAME held-out data that gave
     ``new_value``: computed here from ``held_out`` (:func:`champion_metric`), or, when ``held_out`` is
@@ -199,7 +208,7 @@ def promote_if_better(
             champ_value = _champion_value(held_out, f"models:/{name}/{champ}", metric_key)
             if _alias_version(client, name, CHAMPION) != champ:
                 continue  # champion moved while we evaluated it: compare against the new one
-            promoted, decision, reason = _compare(metric_key, new_value, margin, champ, champ_value)
+            promoted, decision, reason = _compare(metric_key, new_value, margin, champ, champ_value, allow_ties)
         break
     else:
         raise RuntimeError(
@@ -226,11 +235,11 @@ def promote_if_better(
 
 @task(name="promote", retries=2, retry_delay_seconds=2)
 def gate(name: str, version: str, metric_key: str, margin: float, new_value: float, data_path: str,
-         evaluate: dict[str, Any]) -> dict[str, str]:
+         evaluate: dict[str, Any], allow_ties: bool = False) -> dict[str, str]:
     """The training flow's promotion step: :func:`promote_if_better` against the champion measured on
     the same held-out data (``data_path``, params ``evaluate``). Idempotent, so it may retry."""
     decision = promote_if_better(mlflow.MlflowClient(), name, version, metric_key, margin, new_value,
-                                 HeldOut(data_path, EvaluateConfig.model_validate(evaluate)))
+                                 HeldOut(data_path, EvaluateConfig.model_validate(evaluate)), allow_ties=allow_ties)
     return {"promotion": decision.decision, "reason": decision.reason}
 
 

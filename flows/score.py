@@ -155,7 +155,8 @@ def validate_input(frame: pd.DataFrame, channels: list[str], window: int,
                    validate_cfg: ValidateParams) -> dict[str, Any]:
     """The training GX suite in ``mode="score"`` against the MODEL's channels; raises on failure.
 
-    ``validate_cfg``: params ``validate`` (its sampling and imputation rules and report folder)."""
+    ``validate_cfg``: params ``validate`` (its sampling and imputation rules), with ``out`` the
+    report folder (the flow puts it beside the output file)."""
     from capmix.data.validation import ValidationConfig, validate_frame
 
     validate_cfg = ValidateParams.model_validate(validate_cfg)
@@ -171,7 +172,7 @@ def validate_input(frame: pd.DataFrame, channels: list[str], window: int,
         require_labels=False,
         mode="score",
     )
-    report = validate_frame(frame, cfg, Path(validate_cfg.out) / "score")
+    report = validate_frame(frame, cfg, Path(validate_cfg.out))
     report.raise_for_failures()  # DataValidationError listing every failed expectation
     get_run_logger().info("scoring data passed validation: %s", report.statistics)
     return {"frame": report.frame, "json": str(report.json_path), "statistics": report.statistics}
@@ -231,7 +232,10 @@ def scoring_flow(input_path: str, output_path: str, params_path: str = "params.y
             "output.path": str(Path(output_path).resolve()),
         })
         try:
-            checked = validate_input(frame, m["channels"], m["window"], p.validate)
+            # beside the output, never in validate.out (the DVC stage's folder: dvc status stays clean)
+            report_dir = Path(output_path).resolve().with_name(Path(output_path).stem + ".validation")
+            checked = validate_input(frame, m["channels"], m["window"],
+                                     p.validate.model_copy(update={"out": str(report_dir)}))
         except DataValidationError as exc:  # the run ends FAILED; nothing is scored or written
             mlflow.set_tag("validation.passed", "False")
             if exc.report is not None and exc.report.json_path.is_file():

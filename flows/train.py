@@ -108,7 +108,9 @@ def training_flow(
     with out_dir_lock(dirs.out, log):
         shutil.rmtree(dirs.plots, ignore_errors=True)  # only this run's plots go to MLflow
         data = tasks.ingest(p.dataset.model_dump(), p.generate.model_dump())
-        checked = tasks.validate(data, p.validate.model_dump(), p.capmix_window())
+        # the report goes to this run's folder: validate.out belongs to the DVC stage (dvc status stays clean)
+        checked = tasks.validate(data, {**p.validate.model_dump(), "out": str(dirs.out / "validation")},
+                                 p.capmix_window())
         data = {"path": checked["path"], "digest": checked["digest"]}
         names = [s.name for s in read_dataset(data["path"])]
         _start_tracking(p, log)
@@ -202,10 +204,26 @@ def _register_and_promote(p: Params, data: dict[str, str], models_dir: str, metr
     # and each gate compares against the champion of that moment
     with registry_lock(mlflow.get_tracking_uri(), reg.model_name) as lock:
         log.info("holding registry lock %s", lock)
+        same = _registered_twin(reg.model_name, models_dir)
+        if same is not None:
+            log.info("the trained models are identical to registered v%s: not registered again", same)
+            mlflow.set_tag("registry.identical_to", same)
+            return {"model_name": reg.model_name, "version": same, "promotion": "identical",
+                    "reason": f"the trained models are identical to registered v{same}: not registered again"}
         out = _register(p, data, models_dir, metrics, run_id)
         out.update(promotion.gate(reg.model_name, out["version"], reg.metric, reg.margin, value, data["path"],
-                                  p.evaluate.model_dump()))
+                                  p.evaluate.model_dump(), reg.promote_ties))
     return out
+
+
+def _registered_twin(name: str, models_dir: str) -> str | None:
+    """The registered version whose bundle fingerprint equals this run's models, if any."""
+    from flows.bundle import models_fingerprint
+
+    fp = models_fingerprint(models_dir)
+    found = [v for v in mlflow.MlflowClient().search_model_versions(f"name='{name}'")
+             if v.tags.get("model.fingerprint") == fp]
+    return str(min(int(v.version) for v in found)) if found else None
 
 
 @task(name="register")
@@ -216,7 +234,10 @@ def _register(p, data, models_dir, metrics, run_id):
 
     name = p.register.model_name
     example = to_frame(read_dataset(data["path"])[:1])
-    mv = log_bundle(models_dir, example, name, tags={"data.digest": data["digest"]},
+    from flows.bundle import models_fingerprint
+
+    tags = {"data.digest": data["digest"], "model.fingerprint": models_fingerprint(models_dir)}
+    mv = log_bundle(models_dir, example, name, tags=tags,
                     metrics={k: v for k, v in metrics.items() if k in HEADLINE}, params=p.model_dump(), run_id=run_id)
     return {"model_name": name, "version": str(mv.version)}
 

@@ -164,16 +164,17 @@ def in_ws(_project_root, ws, monkeypatch):
 
 @pytest.fixture(scope="module")
 def trained(ws):
-    """Three training-flow runs: first (becomes champion), margin 1.0 (refused), margin -1.0 (accepted)."""
+    """Four training-flow runs: first (becomes champion), the same again (identical models: not
+    registered), another seed with margin 1.0 (refused), another seed with margin -1.0 (accepted)."""
     from flows.train import training_flow
 
     client, old = ws.client, Path.cwd()
     os.chdir(ws.root)
     try:
         runs = []
-        for label, margin in (("first", 0.0), ("worse", 1.0), ("better", -1.0)):
-            path = ws.params_path if label == "first" else _write_params(
-                ws.root / f"params-{label}.yaml", _params(ws.root, register={"margin": margin}))
+        for label, margin, seed in (("first", 0.0, 0), ("same", 0.0, 0), ("worse", 1.0, 1), ("better", -1.0, 2)):
+            path = ws.params_path if label in ("first", "same") else _write_params(
+                ws.root / f"params-{label}.yaml", _params(ws.root, register={"margin": margin}, train={"seed": seed}))
             state = training_flow(params_path=path, return_state=True)
             summary = state.result()
             runs.append(SimpleNamespace(label=label, summary=summary, flow_run_id=state.state_details.flow_run_id,
@@ -242,11 +243,23 @@ def test_a_model_within_a_negative_margin_is_accepted(trained, ws):
 def test_rerun_with_the_same_inputs_hits_the_prefect_cache(trained):
     first = _task_states(trained["first"].flow_run_id)
     assert first["prepare"] == ["Completed"] * 2 and first["train"] == ["Completed"] * 2
-    for label in ("worse", "better"):  # only register.margin changed: same data, config and code
-        states = _task_states(trained[label].flow_run_id)
-        assert states["prepare"] == ["Cached"] * 2, (label, states)
-        assert states["train"] == ["Cached"] * 2, (label, states)
-        assert states["evaluate"] == ["Completed"] * 2  # not cached: it is cheap and feeds the gate
+    states = _task_states(trained["same"].flow_run_id)  # same data, config and code
+    assert states["prepare"] == ["Cached"] * 2, states
+    assert states["train"] == ["Cached"] * 2, states
+    assert states["evaluate"] == ["Completed"] * 2  # not cached: it is cheap and feeds the gate
+    states = _task_states(trained["worse"].flow_run_id)  # another seed: trained again
+    assert states["train"] == ["Completed"] * 2, states
+
+
+def test_an_identical_model_is_not_registered_again(trained, ws):
+    same = trained["same"]
+    assert (same.summary["version"], same.summary["promotion"]) == ("1", "identical")
+    assert same.aliases == {CHAMPION: "1", CHALLENGER: "1"}
+    assert [h["version"] for h in same.history] == ["1"]
+    assert ws.client.get_run(same.summary["run_id"]).data.tags["registry.identical_to"] == "1"
+    fingerprints = {v.version: v.tags["model.fingerprint"]
+                    for v in ws.client.search_model_versions(f"name='{MODEL_NAME}'")}
+    assert len(set(fingerprints.values())) == len(fingerprints) == 3  # v1-v3, all different models
 
 
 def _corrupted_dataset(src: Path, dst: Path, column: str, value) -> Path:
@@ -278,8 +291,9 @@ def _failing_flow(ws, tmp_path, monkeypatch, column, value):
     assert not (tmp_path / "runs/latest/flow_summary.json").exists()
     assert len(ws.client.search_model_versions(f"name='{MODEL_NAME}'")) == versions
     assert _n_runs(ws.client) == n_runs
-    report = json.loads((tmp_path / "reports/validation/validation.json").read_text())
+    report = json.loads((tmp_path / "runs/latest/validation/validation.json").read_text())
     assert report["success"] is False
+    assert not (tmp_path / "reports/validation").exists()  # the DVC stage's folder is not the flow's
     return str(err.value), report
 
 

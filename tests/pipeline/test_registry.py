@@ -351,8 +351,11 @@ def test_gate_measures_the_champion_itself_on_the_held_out_data(store, bundle, t
     v1, v2 = (log_bundle(bundle["dir"], bundle["test"], name, {}, None, repo_dir=store["repo"]).version for _ in range(2))
     held_out = HeldOut(str(data), ecfg)
     assert promote_if_better(client, name, v1, "auc_pr", 0.0, expected, held_out).promoted
-    # the same models score the same on the same data: a challenger below that is refused, one level with it wins
+    # the same models score the same on the same data: a challenger below that is refused, one level with it
+    # is refused unless ties are allowed
     d2 = promote_if_better(client, name, v2, "auc_pr", 0.0, expected - 0.01, held_out)
     assert d2.decision == "refused" and d2.champion_value == pytest.approx(expected)
     d3 = promote_if_better(client, name, v2, "auc_pr", 0.0, expected, held_out)
-    assert d3.promoted and d3.champion_version == str(v1)
+    assert d3.decision == "refused" and "promote_ties" in d3.reason  # a tie does not churn the alias
+    d4 = promote_if_better(client, name, v2, "auc_pr", 0.0, expected, held_out, allow_ties=True)
+    assert d4.promoted and d4.champion_version == str(v1)
