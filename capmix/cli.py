@@ -19,7 +19,8 @@ from capmix.telemetry import switch_off
 
 switch_off()  # DVC stages and `python -m capmix.cli` run through here; the flows' entry points switch it off too
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+# markdown: the docstrings' ``code`` renders as code and paragraphs re-wrap to the terminal
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode="markdown")
 console = Console(stderr=True)
 
 ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params.yaml to read")]
@@ -185,7 +186,8 @@ def score(
     input: Annotated[Path, typer.Option(help="CSV or Parquet of channel columns (same as training)")],
     out: Annotated[Path, typer.Option(help="output: [timestamp,] score, alarm per point (.csv or .parquet)")],
     chunk_rows: Annotated[int, typer.Option(min=1, help="rows read and scored at a time (bounds memory)")] = 100_000,
-    allow_irregular: Annotated[bool, typer.Option(help="accept timestamps with uneven intervals")] = False,
+    allow_irregular: Annotated[bool, typer.Option("--allow-irregular",
+                                                  help="accept timestamps with uneven intervals")] = False,
 ) -> None:
     """Score new data with a saved model, streaming the file in chunks: one score and one 0/1 alarm per point.
 
@@ -207,7 +209,7 @@ def ingest(
     input: Annotated[Path, typer.Option(help="raw CSV or Parquet: series?, timestamp?, split, label?, channels")],
     out: Annotated[Path | None, typer.Option(help="canonical Parquet to write (default: params dataset.path)")] = None,
     params: ParamsOpt = Path("params.yaml"),
-    unlabelled: Annotated[bool, typer.Option(help="the data has no labels (no evaluation possible)")] = False,
+    unlabelled: Annotated[bool, typer.Option("--unlabelled", help="the data has no labels (no evaluation possible)")] = False,
 ) -> None:
     """Check a raw table with the Great Expectations suite and write it in the canonical Parquet form.
 

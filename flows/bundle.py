@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
@@ -64,6 +66,14 @@ def _detector_dirs(root: Path) -> list[Path]:
     return sorted(
         p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "config.json").is_file()
     )
+
+
+class BundleInputError(MlflowException, ValueError):
+    """A request the bundle cannot score (wrong channels, unknown series, too few rows): served as
+    HTTP 400 with this message; still a ``ValueError`` for Python callers."""
+
+    def __init__(self, message: str):
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
 
 
 def models_fingerprint(models_dir: str | Path) -> str:
@@ -178,6 +188,14 @@ class CAPMixBundleModel(mlflow.pyfunc.PythonModel):
         return channels, values
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        try:
+            return self._predict(model_input)
+        except ValueError as exc:
+            # an MlflowException carries its message into the 400 body of `mlflow models serve`
+            # (any other exception becomes a generic "unexpected error" there)
+            raise BundleInputError(str(exc)) from exc
+
+    def _predict(self, model_input: pd.DataFrame) -> pd.DataFrame:
         if not self.detectors:
             raise RuntimeError("CAPMixBundleModel has no detectors; load it with mlflow.pyfunc.load_model or from_dir")
         df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)

@@ -200,10 +200,18 @@ def test_serving_payloads_json_and_csv(registered, bundle):
         out = pd.DataFrame(json.loads(resp.response)["predictions"])
         np.testing.assert_allclose(out["score"].to_numpy(), scores, rtol=1e-6, atol=1e-7)
         np.testing.assert_array_equal(out["alarm"].to_numpy(), alarms)
+    # a request the model cannot score is a 400 whose body's message says why (not a generic error)
     bad = test.assign(series="nope").to_csv(index=False)
     with pytest.raises(MlflowException) as err:
         invocations(bad, "text/csv", model, schema)
-    assert "unknown series ['nope']" in err.value.serialize_as_json()  # in the 400 body's stack_trace
+    assert err.value.get_http_status_code() == 400
+    assert "unknown series ['nope']" in json.loads(err.value.serialize_as_json())["message"]
+    one = test["series"].iloc[0]
+    short = test[test["series"] == one].iloc[:10].to_csv(index=False)
+    with pytest.raises(MlflowException) as err:
+        invocations(short, "text/csv", model, schema)
+    assert err.value.get_http_status_code() == 400
+    assert "fewer than one window" in json.loads(err.value.serialize_as_json())["message"]
 
 
 def test_logged_requirements_are_pinned_cpu_and_code_is_shipped(registered, tmp_path):
