@@ -123,7 +123,9 @@ def training_flow(
             trained = _train_series(tasks.detector_spec(det, p.detector), data, names,
                                     (dirs.work, dirs.models, dirs.plots), refresh_cache, fan_out)
             metrics = _evaluate(p, data, names, trained, dirs, fan_out, log)
-            summary = {"run_id": run.info.run_id, "metrics": {k: metrics.get(k) for k in HEADLINE}}
+            summary = {"run_id": run.info.run_id, "metrics": {k: metrics.get(k) for k in HEADLINE},
+                       "detector": p.detector, "dataset": p.dataset.name, "series": names,
+                       "out": {k: str(getattr(dirs, k)) for k in ("models", "metrics", "plots")}}
             summary.update(_register_and_promote(p, data, dirs.models, metrics, run.info.run_id, register, log))
             summary["seconds"] = round(time.perf_counter() - t0, 1)
             write_json(summary, dirs.out / "flow_summary.json")
@@ -369,12 +371,24 @@ def print_summary(summary: dict[str, Any], p: Params) -> None:
     for k, v in summary["metrics"].items():
         table.add_row(k, "n/a" if v is None else f"{v:.4f}")
     con = Console()
+    series = summary.get("series") or []
+    shown = ", ".join(series[:4]) + (f", ... ({len(series)} in all)" if len(series) > 4 else "")
+    con.print(f"trained {summary.get('detector', 'capmix')} on {len(series)} series of dataset "
+              f"'{summary.get('dataset', '?')}': {shown}", soft_wrap=True)
     con.print(table)
     if "version" in summary:
-        con.print(f"model [bold]{summary['model_name']}[/] v{summary['version']}: {summary['promotion']} — {summary['reason']}")
+        con.print(f"model [bold]{summary['model_name']}[/] v{summary['version']}: {summary['promotion']} — "
+                  f"{summary['reason']}", soft_wrap=True)
+    cwd = Path.cwd()
+    for what, path in (summary.get("out") or {}).items():
+        rel = Path(path).relative_to(cwd) if Path(path).is_relative_to(cwd) else Path(path)
+        con.print(f"  {what + ':':9s}{rel}/", soft_wrap=True)
     uri = redact(p.mlflow.tracking_uri)
-    con.print(f"done in {summary['seconds']}s. MLflow UI: [bold].venv/bin/mlflow ui --backend-store-uri {uri}[/] "
-              "(http://127.0.0.1:5000); Prefect UI: [bold].venv/bin/prefect server start[/] (http://127.0.0.1:4200)")
+    con.print(f"done in {summary['seconds']}s. Look at the runs (then open http://127.0.0.1:5000 and "
+              "http://127.0.0.1:4200):", soft_wrap=True)
+    # one command per line, never wrapped, so each can be copied as it is
+    con.print(f"  .venv/bin/mlflow ui --backend-store-uri {uri}", soft_wrap=True, highlight=False)
+    con.print("  .venv/bin/prefect server start", soft_wrap=True, highlight=False)
 
 
 if __name__ == "__main__":

@@ -102,9 +102,9 @@ class EnsembleDetector(BaseDetector):
         cfg = self.config
         X = as_series(X)
         labels = as_labels(y, X.shape[0]) if y is not None else None
-        if X.shape[0] < 4 * cfg.window:
-            raise ValueError(f"X has {X.shape[0]} points; the ensemble needs at least four windows "
-                             f"({4 * cfg.window}) to fit, hold out a tail and set a threshold")
+        if X.shape[0] < 3 * cfg.window:
+            raise ValueError(f"X has {X.shape[0]} points; the ensemble needs at least three windows "
+                             f"({3 * cfg.window}) to fit, hold out a tail and set a threshold")
         self.n_channels_ = X.shape[1]
         self.train_digest_ = data_digest(X, labels)
         self.periods_ = [estimate_period(X[:, c], cfg.min_period, cfg.max_period) for c in range(X.shape[1])]
