@@ -42,6 +42,11 @@ METHODS = {
     "ensemble": ("ensemble", {}),
     # the ensemble with the window baselines as its learned members (no CAPMix): cheap to fit
     "ensemble-oi": ("ensemble", {"members": ("ocsvm", "iforest")}),
+    # ensemble-oi's two halves: always the most confident candidate / always the members' mean
+    "ensemble-oi-conf": ("ensemble", {"members": ("ocsvm", "iforest"), "selection": "confidence"}),
+    "ensemble-oi-fallback": ("ensemble", {"members": ("ocsvm", "iforest"), "min_confidence": float("inf")}),
+    # CAPMix competes on confidence; the fallback averages the window baselines only
+    "ensemble-coi": ("ensemble", {"members": ("capmix", "ocsvm", "iforest"), "fallback_members": ("ocsvm", "iforest")}),
 }
 
 

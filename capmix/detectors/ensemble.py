@@ -69,6 +69,8 @@ class EnsembleConfig(BaseModel):
     min_confidence: float = Field(0.3, description="auto: below this the fallback decides")
     fallback: Literal["mean", "members"] = Field(
         "members", description="auto's fixed choice: the mean of the learned members' scores, or of all candidates")
+    fallback_members: tuple[str, ...] | None = Field(
+        None, description="members averaged by fallback 'members' (None = all); the others only compete on confidence")
     min_exclusion: int = Field(100, ge=1, description="peaks closer than max(window, this) points are one peak")
 
     def replace(self, **changes: Any) -> EnsembleConfig:
@@ -167,9 +169,14 @@ class EnsembleDetector(BaseDetector):
                 "chosen": best, "confidence": float(conf[best])}
         if cfg.selection == "confidence" or (cfg.selection == "auto" and conf[best] >= cfg.min_confidence):
             return np.asarray(cands[best][2], dtype=np.float64), info
-        pool = cands if cfg.fallback == "mean" or not self.members_ else cands[-len(self.members_):]
+        pool = cands if cfg.fallback == "mean" or not self.members_ else self._fallback_pool(cands[-len(self.members_):])
         info["chosen"] = "mean"
         return np.mean(np.stack([np.asarray(s, dtype=np.float64) for _, _, s, _ in pool]), axis=0), info
+
+    def _fallback_pool(self, member_cands: list[tuple]) -> list[tuple]:
+        keep = self.config.fallback_members  # registry names, in the order of `members`
+        pool = [c for c, name in zip(member_cands, self.config.members) if keep is None or name in keep]
+        return pool or member_cands
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, Any]:

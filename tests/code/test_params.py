@@ -194,3 +194,19 @@ def test_flow_with_a_misspelt_section_exits_2_and_writes_nothing(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "flows.train", "--params", "bad.yaml"],
                           cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
     _one_line_exit_2(proc, tmp_path)
+
+
+def test_params_yaml_survives_dvc_exp_set_param(tmp_path):
+    """``dvc exp run -S key=value`` rewrites params.yaml with DVC's own YAML round trip: the file is
+    kept in that form, so the only line that changes is the one set (no reformatted lists, nulls)."""
+    from dvc.utils.serialize import modify_yaml
+
+    before = (ROOT / "params.yaml").read_text()
+    copy = tmp_path / "params.yaml"
+    copy.write_text(before)
+    with modify_yaml(str(copy)) as d:
+        d["train"]["alpha"] = 0.4
+    changed = [(a, b) for a, b in zip(before.splitlines(), copy.read_text().splitlines()) if a != b]
+    assert len(before.splitlines()) == len(copy.read_text().splitlines())
+    assert [b.split("#")[0].strip() for _, b in changed] == ["alpha: 0.4"], changed
+    assert parse_params(yaml.safe_load(copy.read_text())).train.alpha == 0.4
