@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from capmix import build_detector  # noqa: E402
 from capmix.data.loaders import load_dataset  # noqa: E402
 from capmix.evaluation.metrics import auc_scores  # noqa: E402
+from capmix.evaluation.thresholds import ucr_archive_hit  # noqa: E402
 
 # the optimisation defaults of CAPMixDetector before this bench's change (DetectorConfig history)
 REFERENCE = {"lr": 3e-4, "max_epochs": 50, "patience": 5, "min_epochs": 5}
@@ -57,7 +58,7 @@ def sample(series: list, k: int) -> list:
     return [series[int(i)] for i in np.linspace(0, len(series) - 1, k).round().astype(int)]
 
 
-def run_cell(s, method: str, seed: int, train_labels: bool) -> tuple[dict, dict]:
+def run_cell(s, method: str, seed: int, train_labels: bool, ucr: bool = False) -> tuple[dict, dict]:
     """The cell's JSON record and its arrays (test scores, labels, the scores of the training part)."""
     name, over = METHODS[method]
     det = build_detector(name, seed=seed, **over)
@@ -66,15 +67,19 @@ def run_cell(s, method: str, seed: int, train_labels: bool) -> tuple[dict, dict]
     det.fit(s.values[: s.train_end], y_train)
     scores = det.decision_function(s.values[s.train_end:])
     seconds = time.perf_counter() - t0
-    train_scores = det.decision_function(s.values[: s.train_end])  # for offline combination studies
     y = s.labels[s.train_end:]
     pr, roc = auc_scores(y, scores)
+    extra = {}
+    if hasattr(det, "selection_"):  # which candidate each channel chose, and how confidently
+        extra["explain"] = [{k: v for k, v in ch.items() if k != "candidates"} | {"candidates": [
+            (kind, w, round(q, 4)) for kind, w, q in ch["candidates"]]} for ch in det.selection_]
+    if ucr:  # one anomaly per series: the archive's rule (METHOD.md section 6)
+        extra["ucr_hit"] = bool(ucr_archive_hit(scores, y).hit)
+        train_scores = np.zeros(0)
+    else:
+        train_scores = det.decision_function(s.values[: s.train_end])  # for offline combination studies
     arrays = {"scores": scores.astype(np.float32), "train_scores": train_scores.astype(np.float32),
               "labels": y.astype(np.int8)}
-    extra = {}
-    if hasattr(det, "explain"):  # which candidate each channel chose, and how confidently
-        extra["explain"] = [{k: v for k, v in ch.items() if k != "candidates"} | {"candidates": [
-            (kind, w, round(q, 4)) for kind, w, q in ch["candidates"]]} for ch in det.explain(s.values[s.train_end:])]
     return {"series": s.name, "method": method, "auc_pr": pr, "auc_roc": roc,
             "epochs": getattr(det, "best_epoch_", None), "seconds": round(seconds, 2),
             "test_points": int(y.shape[0]), "anomaly_share": float(y.mean()), **extra}, arrays
@@ -86,7 +91,8 @@ def report(out: Path, datasets: list[str], methods: list[str]) -> str:
         cells = {m: [c for c in (json.loads(p.read_text()) for p in sorted((out / ds / m).glob("*.json")))
                      if "error" not in c] for m in methods}
         names = set.intersection(*[{c["series"] for c in v} for v in cells.values()]) if cells else set()
-        row = [f"{100 * np.mean([c['auc_pr'] for c in cells[m] if c['series'] in names]):.2f}"
+        key = "ucr_hit" if ds == "ucr" else "auc_pr"  # UCR: archive-rule accuracy, else AUC-PR
+        row = [f"{100 * np.mean([c[key] for c in cells[m] if c['series'] in names]):.2f}"
                if names else "–" for m in methods]
         lines.append(f"| {ds} | {len(names)} | " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -106,18 +112,22 @@ def main(argv: list[str] | None = None) -> int:
                     help="fit without the training part's labels (by default they are passed, as the "
                          "pipeline does; only CAPMix uses them, as known anomalies)")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--ucr-half", choices=["odd", "even"], default="odd", help="UCR: which half to run")
     args = ap.parse_args(argv)
     if not args.report_only:
         counts = args.per_dataset * len(args.datasets) if len(args.per_dataset) == 1 else args.per_dataset
         for ds, k in zip(args.datasets, counts):
-            for s in sample(load_dataset(ds, args.root), k):
+            series = load_dataset(ds, args.root)
+            if ds == "ucr":  # knobs are chosen on the odd-numbered series; the even half is reported apart
+                series = [x for x in series if int(x.name.split("_")[0]) % 2 == (args.ucr_half == "odd")]
+            for s in sample(series, k):
                 for m in args.methods:
                     target = args.out / ds / m / (s.name.replace("/", "__") + ".json")
                     if target.exists():
                         continue
                     target.parent.mkdir(parents=True, exist_ok=True)
                     try:
-                        cell, arrays = run_cell(s, m, args.seed, args.train_labels)
+                        cell, arrays = run_cell(s, m, args.seed, args.train_labels, ucr=ds == "ucr")
                     except ValueError as exc:  # e.g. a training part too short for the detector
                         target.write_text(json.dumps({"series": s.name, "method": m, "error": str(exc)}))
                         print(f"{ds:6s} {m:17s} failed: {exc}", flush=True)

@@ -132,16 +132,21 @@ class EnsembleDetector(BaseDetector):
         return self._scores(self._check_input(X, self.config.window))
 
     def explain(self, X: Any) -> list[dict[str, Any]]:
-        """Per channel: every candidate's kind, window and confidence, and which one was chosen."""
-        X = self._check_input(X, self.config.window)
-        members = self._member_candidates(X)
-        return [self._channel(X, c, members)[1] for c in range(X.shape[1])]
+        """Per channel: every candidate's kind, window and confidence, and which one was chosen
+        (the same as ``selection_`` after ``decision_function(X)``)."""
+        self.decision_function(X)
+        return self.selection_
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
         members = self._member_candidates(X)  # scored once, shared by every channel's pool
         if not self.config.classic:
-            return self._combine(members)[0]
-        return np.max(np.stack([self._channel(X, c, members)[0] for c in range(X.shape[1])]), axis=0)
+            scores, info = self._combine(members)
+            self.selection_ = [{"channel": None, "period": None, **info}]
+            return scores
+        per_channel = [self._channel(X, c, members) for c in range(X.shape[1])]
+        # what the last call chose, per channel (explain() without scoring twice)
+        self.selection_ = [info for _, info in per_channel]
+        return np.max(np.stack([scores for scores, _ in per_channel]), axis=0)
 
     def _member_candidates(self, X: np.ndarray) -> list[tuple[str, int, np.ndarray, np.ndarray]]:
         """Each learned member's scores of X, robust-z against its own held-out training scores."""
