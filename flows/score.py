@@ -274,11 +274,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output", required=True, help="scores file: .parquet (default) or .csv")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--model-uri", default=None, help="default: models:/<register.model_name>@champion")
+    ap.add_argument("--debug", action="store_true", help="show Prefect's tracebacks of a user error")
     args = ap.parse_args(argv)
+    from flows.errors import USER_ERRORS, quiet_user_errors
+
     try:
-        summary = scoring_flow(input_path=args.input, output_path=args.output, params_path=args.params,
-                               model_uri=args.model_uri)
-    except (ValueError, LookupError, FileNotFoundError) as exc:  # DataValidationError, ModelFileError included
+        with quiet_user_errors(args.debug):
+            summary = scoring_flow(input_path=args.input, output_path=args.output, params_path=args.params,
+                                   model_uri=args.model_uri)
+    except USER_ERRORS as exc:  # DataValidationError, ParamsError, ModelFileError included
+        if args.debug:
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

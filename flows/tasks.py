@@ -16,10 +16,12 @@ from capmix.data.canonical import read_dataset, write_dataset
 from capmix.modelfiles import sha256_file
 from capmix.detectors.registry import build_detector
 from capmix.pipeline import DatasetConfig, EvaluateConfig, evaluate_saved
+from flows.errors import retry_unless_user_error
 
 #: Re-runs skip a task whose inputs (paths, digests, params) and code are unchanged.
 CACHED = INPUTS + TASK_SOURCE
-IO_RETRIES = dict(retries=2, retry_delay_seconds=2)
+#: I/O may fail for a moment (a busy file system); a user error (bad data or params) never retries.
+IO_RETRIES = dict(retries=2, retry_delay_seconds=2, retry_condition_fn=retry_unless_user_error)
 
 
 @task(name="ingest", **IO_RETRIES)

@@ -342,16 +342,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--tune", action=argparse.BooleanOptionalAction, default=None)
     ap.add_argument("--no-register", action="store_true")
+    ap.add_argument("--debug", action="store_true", help="show Prefect's tracebacks of a user error")
     args = ap.parse_args(argv)
-    from capmix.modelfiles import ModelFileError
+    from flows.errors import USER_ERRORS, quiet_user_errors
 
     try:
         p = load_params(args.params)
-        summary = training_flow.with_options(task_runner=runner_for(p))(
-            params_path=args.params, tune=args.tune, register=not args.no_register
-        )
-    except (ValueError, FileNotFoundError, ModelFileError, TimeoutError) as exc:
+        with quiet_user_errors(args.debug):
+            summary = training_flow.with_options(task_runner=runner_for(p))(
+                params_path=args.params, tune=args.tune, register=not args.no_register
+            )
+    except (*USER_ERRORS, TimeoutError) as exc:
         # bad data, bad params, a broken model: one message and a non-zero exit, no traceback to dig through
+        if args.debug:
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -181,6 +182,8 @@ def _gx() -> Any:
     switch_off()  # GX reads GX_ANALYTICS_ENABLED when imported: nothing may reach the internet
     import great_expectations as gx
 
+    # GX logs every ephemeral docs site it creates at INFO: noise on every run
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     return gx
 
 
@@ -288,7 +291,7 @@ def _add_reserved_column_expectations(add: _Add, E: Any) -> None:
 
 def _add_channel_expectations(add: _Add, E: Any, channels: Sequence[str]) -> None:
     """Each channel present, float, and free of NaN/inf (imputation fixes the last two)."""
-    impute_hint = "set ValidationConfig(impute='ffill' or 'interpolate') or clean the source data"
+    impute_hint = "set validate.impute: ffill (or interpolate) in params.yaml, or clean the source data"
     for ch in channels:
         add(
             E.ExpectColumnToExist(column=ch),
