@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                          "pipeline does; only CAPMix uses them, as known anomalies)")
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--ucr-half", choices=["odd", "even"], default="odd", help="UCR: which half to run")
+    ap.add_argument("--holdout", type=int, default=None,
+                    help="run N evenly spaced series among those --per-dataset does NOT pick (a hold-out check)")
     args = ap.parse_args(argv)
     if not args.report_only:
         counts = args.per_dataset * len(args.datasets) if len(args.per_dataset) == 1 else args.per_dataset
@@ -120,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
             series = load_dataset(ds, args.root)
             if ds == "ucr":  # knobs are chosen on the odd-numbered series; the even half is reported apart
                 series = [x for x in series if int(x.name.split("_")[0]) % 2 == (args.ucr_half == "odd")]
-            for s in sample(series, k):
+            chosen = sample(series, k)
+            if args.holdout is not None:  # the series the sample left out (none of them shaped a default)
+                picked = {x.name for x in chosen}
+                chosen = sample([x for x in series if x.name not in picked], args.holdout)
+            for s in chosen:
                 for m in args.methods:
                     target = args.out / ds / m / (s.name.replace("/", "__") + ".json")
                     if target.exists():

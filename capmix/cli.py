@@ -188,6 +188,7 @@ def score(
     chunk_rows: Annotated[int, typer.Option(min=1, help="rows read and scored at a time (bounds memory)")] = 100_000,
     allow_irregular: Annotated[bool, typer.Option("--allow-irregular",
                                                   help="accept timestamps with uneven intervals")] = False,
+    series: Annotated[str | None, typer.Option(help="score only this series of a file that holds several")] = None,
 ) -> None:
     """Score new data with a saved model, streaming the file in chunks: one score and one 0/1 alarm per point.
 
@@ -200,7 +201,8 @@ def score(
 
     with _user_errors():
         det = load_detector(model)
-        summary = score_file(det, input, out, chunk_rows=chunk_rows, allow_irregular=allow_irregular)
+        summary = score_file(det, input, out, chunk_rows=chunk_rows, allow_irregular=allow_irregular,
+                             series=series)
     console.print(f"wrote {out}: {summary['n_alarms']} alarms in {summary['n_points']} points")
 
 

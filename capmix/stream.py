@@ -162,7 +162,7 @@ class _Checker:
             other = [n for n in names if n != self.series]
             if other:
                 raise _fail(self.path, f"holds several series ({self.series!r}, {other[0]!r}, ...)",
-                            "score one series per model: filter the rows of one series, or use the scoring flow "
+                            "score one series per model: pick one with --series NAME, or use the scoring flow "
                             "(python -m flows.score) with the bundle")
         if LABEL_COL in chunk.columns:
             lab = pd.to_numeric(chunk[LABEL_COL], errors="coerce")
@@ -225,10 +225,13 @@ def score_file(
     output_path: str | os.PathLike[str],
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     allow_irregular: bool = False,
+    series: str | None = None,
 ) -> dict[str, Any]:
     """Score a CSV/Parquet file with a fitted detector; write ``[timestamp,] score, alarm`` per row.
 
-    The output (CSV for ``.csv``, else Parquet) appears only when every row was scored.
+    ``series``: score only the rows of this series of a file that holds several (its ``series``
+    column), e.g. the canonical Parquet of a whole dataset. The output (CSV for ``.csv``, else
+    Parquet) appears only when every row was scored.
     """
     src, dst = Path(input_path), Path(output_path)
     if src.resolve() == dst.resolve():
@@ -241,6 +244,13 @@ def score_file(
     def values() -> Iterator[np.ndarray]:
         for chunk in iter_chunks(src, chunk_rows):
             chunk.columns = [str(c) for c in chunk.columns]
+            if series is not None:
+                if SERIES_COL not in chunk.columns:
+                    raise _fail(src, f"has no {SERIES_COL!r} column to pick series {series!r} from",
+                                "drop --series: the file holds one series")
+                chunk = chunk[chunk[SERIES_COL].astype("str") == series]
+                if chunk.empty:
+                    continue
             if not has_ts:
                 check.header(list(chunk.columns))
                 has_ts.append(TIMESTAMP_COL in chunk.columns)
@@ -250,6 +260,8 @@ def score_file(
                 pending_ts.append(ts)
             check.row += len(chunk)
             yield x
+        if series is not None and not has_ts:  # said before the detector finds "0 points"
+            raise _fail(src, f"has no rows of series {series!r}", "pass one of the names in its 'series' column")
 
     n_points = n_alarms = 0
     threshold = float(det.threshold_)

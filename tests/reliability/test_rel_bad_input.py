@@ -262,7 +262,25 @@ def test_score_other_number_of_channels(tmp_path, model_dir):
 
 def test_score_several_series_in_one_file(tmp_path, model_dir):
     frame = _scoring_frame().assign(series=["a"] * 1500 + ["b"] * 1500)
-    _score_fails(tmp_path, model_dir, frame, "several series ('a', 'b'", "one series per model")
+    _score_fails(tmp_path, model_dir, frame, "several series ('a', 'b'", "--series NAME")
+    _score_fails(tmp_path, model_dir, frame, "no rows of series 'c'", extra=("--series", "c"))
+    _score_fails(tmp_path, model_dir, frame.drop(columns="series"), "no 'series' column", extra=("--series", "a"))
+
+
+def test_score_one_series_of_several(tmp_path, model_dir):
+    from capmix.detectors.capmix.detector import CAPMixDetector
+
+    frame = _scoring_frame().assign(series=["a"] * 1500 + ["b"] * 1500)
+    frame.to_parquet(tmp_path / "in.parquet", index=False)
+    result = runner.invoke(app, ["score", "--model", str(model_dir), "--input", str(tmp_path / "in.parquet"),
+                                 "--series", "b", "--out", str(tmp_path / "s.csv"), "--chunk-rows", "700"])
+    assert result.exit_code == 0, result.output
+    out = pd.read_csv(tmp_path / "s.csv")
+    b = frame[frame["series"] == "b"]
+    assert len(out) == len(b) and (out["timestamp"].to_numpy() == b["timestamp"].to_numpy()).all()
+    det = CAPMixDetector.load(model_dir)
+    np.testing.assert_allclose(out["score"].to_numpy(), det.decision_function(b[["ch0", "ch1"]].to_numpy()),
+                               rtol=1e-6)
 
 
 def test_score_constant_series_and_all_anomalous_labels_are_scored(tmp_path, model_dir):
