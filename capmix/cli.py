@@ -113,7 +113,8 @@ def train_all(p: Any, models: Path, preset: str | None = None) -> list[dict[str,
 
             def on_epoch(log, _name=s.name):
                 prog.update(inner, completed=log.epoch, info=f"{_name} val_auc={log.val_auc:.3f}")
-                history.append({"series": _name, **log.__dict__})
+                # wall-clock columns stay out: this DVC plot is versioned and must reproduce bit for bit
+                history.append({"series": _name, **{k: v for k, v in log.__dict__.items() if "seconds" not in k}})
 
             trained = train_series(s, det.clone(), models, on_epoch=on_epoch)
             summaries.append(trained.summary())
