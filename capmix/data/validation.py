@@ -15,7 +15,8 @@ One suite pair per dataset kind (``univariate`` / ``multivariate``), run on two 
   exact), and every unexpected row of that batch *is* a series, so GX reports "where" directly.
 
 Outputs under ``out_dir``: ``validation.json`` (summary + both GX results, strict JSON, written
-to a temp file then renamed) and ``data_docs/`` (GX's static HTML site, built in a temp folder
+to a temp file then renamed), ``summary.json`` (the verdict without run times and ids: equal
+for equal data and checks) and ``data_docs/`` (GX's static HTML site, built in a temp folder
 then swapped in). NaN/inf are either failures or, with ``impute`` set, filled per series and
 counted. GX is imported lazily (it takes ~2 s): importing this module stays cheap.
 """
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 JSON_NAME = "validation.json"
+SUMMARY_NAME = "summary.json"  #: the reproducible part of validation.json (what DVC tracks)
 DOCS_DIR = "data_docs"
 MAX_LISTED = 5  # series / values quoted per failure
 PARTIAL_UNEXPECTED = 20  # rows GX lists per failed column-map expectation
@@ -812,6 +814,11 @@ def validate_frame(frame: pd.DataFrame, cfg: ValidationConfig, out_dir: str | os
         "gx_results": {name: res.to_json_dict() for name, res in results.items()},
     }
     write_json(_jsonable(payload), json_path, sort_keys=False, default=None, allow_nan=False)
+    # the same verdict without GX's run times and random ids and without our wall time: it changes
+    # only when the data or the checks do, so a DVC stage can depend on it (dvc repro stays reproducible)
+    stable = {k: v for k, v in payload.items() if k not in ("gx_results", "data_docs")}
+    stable["statistics"] = {k: v for k, v in statistics.items() if k != "seconds"}
+    write_json(_jsonable(stable), out_dir / SUMMARY_NAME, sort_keys=False, default=None, allow_nan=False)
     return ValidationReport(
         success=success,
         failures=failures,
