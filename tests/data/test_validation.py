@@ -152,7 +152,7 @@ def test_nan_and_inf_fail(good: pd.DataFrame, tmp_path: Path) -> None:
         "expect_column_values_to_be_between [ch1]",
         "expect_column_values_to_be_between [ch2]",
         "'synthetic-001' (2 rows",
-        "impute='ffill'",
+        "validate.impute: ffill",
     )
     assert "synthetic-000" not in msg
     payload = json.loads((tmp_path / "validation.json").read_text(),
