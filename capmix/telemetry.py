@@ -22,6 +22,8 @@ TELEMETRY_OFF: dict[str, str] = {
     # not telemetry: the temporary Prefect server of a flow run without PREFECT_API_URL gets time
     # to start on a busy machine (the default, 20 s, is too short on 2 cores)
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    # not telemetry: MLflow's artifact download bars flood a flow's console on every model load
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
 

@@ -249,6 +249,22 @@ def _stage_code(dest: Path) -> list[str]:
     return [str(dest / "capmix"), str(dest / "flows")]
 
 
+#: MLflow "models from code": the logged model is this script, not a pickled object (no CloudPickle
+#: warning, and loading runs our shipped code instead of unpickling arbitrary bytes)
+ENTRY_SCRIPT = """from mlflow.models import set_model
+
+from flows.bundle import CAPMixBundleModel
+
+set_model(CAPMixBundleModel())
+"""
+
+
+def _entry_script(dest: Path) -> str:
+    path = dest / "capmix_bundle_model.py"
+    path.write_text(ENTRY_SCRIPT)
+    return str(path)
+
+
 def _example(input_example: pd.DataFrame, model: CAPMixBundleModel, max_series: int) -> pd.DataFrame:
     """``series`` + channel columns of ``input_example``: at most ``max_series`` series, two windows each."""
     channels = [c for c in input_example.columns if c not in RESERVED_COLUMNS]
@@ -258,12 +274,12 @@ def _example(input_example: pd.DataFrame, model: CAPMixBundleModel, max_series: 
         ex[c] = ex[c].astype(np.float64)
     if SERIES_COL not in ex.columns:
         det = next(iter(model.detectors.values()))
-        return ex.head(2 * det.config.window).reset_index(drop=True)
+        return ex.head(2 * det.segments[0]).reset_index(drop=True)
     ex[SERIES_COL] = ex[SERIES_COL].astype(str)
     parts = []
     for name in pd.unique(ex[SERIES_COL])[:max_series]:
         det = model.detectors.get(name)
-        n = 2 * det.config.window if det is not None else len(ex)
+        n = 2 * det.segments[0] if det is not None else len(ex)
         parts.append(ex[ex[SERIES_COL] == name].head(n))
     return pd.concat(parts, ignore_index=True)
 
@@ -384,7 +400,7 @@ def log_bundle(
         with tempfile.TemporaryDirectory(prefix="capmix-code-") as code_dir:
             info = mlflow.pyfunc.log_model(
                 name=MODEL_NAME,
-                python_model=CAPMixBundleModel(),
+                python_model=_entry_script(Path(code_dir)),
                 artifacts={ARTIFACT_KEY: str(models_dir)},
                 code_paths=_stage_code(Path(code_dir)),
                 signature=signature,

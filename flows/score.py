@@ -92,7 +92,7 @@ def load_model(info: dict[str, str | None], default_window: int) -> dict[str, An
     if not channels:
         raise ValueError(f"{uri}: the model records no channel names (model_config / signature); re-register it")
     model = CAPMixBundleModel.from_dir(bundle, channels)
-    window = max(d.config.window for d in model.detectors.values())
+    window = max(d.segments[0] for d in model.detectors.values())
     series = sorted(model.detectors)
     get_run_logger().info("loaded %s (version %s): channels %s, window %d", uri, info["version"], channels, window)
     return {**info, "model": model, "channels": channels, "window": window, "series": series,
