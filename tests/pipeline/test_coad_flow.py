@@ -163,7 +163,7 @@ def test_ensemble_flow_registers_a_model_that_scores(flow_run):
     models = root / "runs" / "ensemble" / "models"
     series = read_dataset(root / "data/default/series.parquet")
     det = EnsembleDetector.load(models / series[0].name)
-    assert [m.kind for m in det.members_] == ["capmix"]
+    assert [m.kind for m in det.members_] == ["capmix", "ocsvm", "iforest"]  # params.yaml ensemble.members
     # the scoring flow served the champion: one finite score per row, the same as the saved detector
     out = pd.read_parquet(root / "out/ens.parquet")
     assert scored["model_uri"].endswith(f"{MODEL_NAME}-ensemble@champion") and len(out) == scored["n_points"]

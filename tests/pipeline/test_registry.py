@@ -367,3 +367,26 @@ def test_gate_measures_the_champion_itself_on_the_held_out_data(store, bundle, t
     assert d3.decision == "refused" and "promote_ties" in d3.reason  # a tie does not churn the alias
     d4 = promote_if_better(client, name, v2, "auc_pr", 0.0, expected, held_out, allow_ties=True)
     assert d4.promoted and d4.champion_version == str(v1)
+
+
+def test_a_bundle_of_baseline_detectors_logs_loads_and_scores(store, tmp_path):
+    """Any registry detector can be the pipeline's (params `detector`), so any can be bundled; the
+    logged model is code (models-from-code), not a pickled object."""
+    from capmix import build_detector
+    from flows.bundle import models_fingerprint
+
+    rng = np.random.default_rng(3)
+    models = tmp_path / "models"
+    for name in SERIES:
+        build_detector("iforest", window=32, stride=8).fit(rng.normal(size=(400, 2))).save(models / name)
+    test = _frame({name: rng.normal(size=(100, 2)) for name in SERIES})
+    mv = log_bundle(models, test, "capmix-iforest-bundle", repo_dir=store["repo"])
+    model = mlflow.pyfunc.load_model(f"models:/capmix-iforest-bundle/{mv.version}")
+    assert model.metadata.flavors["python_function"].get("model_code_path")  # no CloudPickle
+    out = model.predict(test)
+    assert len(out) == len(test) and np.isfinite(out["score"]).all()
+    # the fingerprint follows the saved models: the same folder hashes the same, one more model changes it
+    before = models_fingerprint(models)
+    assert models_fingerprint(models) == before
+    build_detector("iforest", window=32, stride=8, seed=1).fit(rng.normal(size=(400, 2))).save(models / "other")
+    assert models_fingerprint(models) != before

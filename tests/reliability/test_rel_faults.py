@@ -190,8 +190,10 @@ def test_crash_between_registration_and_promotion_keeps_the_old_champion(env, re
     from flows.locks import fail_dead_runs, registry_lock
 
     ws = killed.ws
+    # another seed: a bit-identical model would not be registered again (nothing to crash after)
     params = _write(ws.root / "params-crash.yaml",
-                    _params(ws.root, env.store, register={"model_name": MODEL, "margin": -1.0, "min_metric": 0.0}))
+                    _params(ws.root, env.store, register={"model_name": MODEL, "margin": -1.0, "min_metric": 0.0},
+                            train={"seed": 7}))
     before = _champion_scores(env, ws)
     done = subprocess.run([sys.executable, "-c", CRASH, str(params)], cwd=ws.root, env=ws.env,
                           capture_output=True, text=True, timeout=300)
