@@ -197,16 +197,19 @@ def test_flow_with_a_misspelt_section_exits_2_and_writes_nothing(tmp_path):
 
 
 def test_params_yaml_survives_dvc_exp_set_param(tmp_path):
-    """``dvc exp run -S key=value`` rewrites params.yaml with DVC's own YAML round trip: the file is
-    kept in that form, so the only line that changes is the one set (no reformatted lists, nulls)."""
-    from dvc.utils.serialize import modify_yaml
+    """``dvc exp run -S key=value`` rewrites params.yaml through DVC's own override code (Hydra, then
+    its YAML round trip): params.yaml is kept in the form that writes, so the only lines that change
+    are the ones set (no lists re-laid, no comments or nulls lost), however often it is applied."""
+    from dvc.utils.hydra import apply_overrides
 
     before = (ROOT / "params.yaml").read_text()
     copy = tmp_path / "params.yaml"
     copy.write_text(before)
-    with modify_yaml(str(copy)) as d:
-        d["train"]["alpha"] = 0.4
-    changed = [(a, b) for a, b in zip(before.splitlines(), copy.read_text().splitlines()) if a != b]
-    assert len(before.splitlines()) == len(copy.read_text().splitlines())
-    assert [b.split("#")[0].strip() for _, b in changed] == ["alpha: 0.4"], changed
-    assert parse_params(yaml.safe_load(copy.read_text())).train.alpha == 0.4
+    apply_overrides(str(copy), ["train.alpha=0.4"])
+    apply_overrides(str(copy), ["train.gamma=2"])
+    after = copy.read_text()
+    assert len(before.splitlines()) == len(after.splitlines())
+    changed = [b.split("#")[0].strip() for a, b in zip(before.splitlines(), after.splitlines()) if a != b]
+    assert changed == ["gamma: 2", "alpha: 0.4"], changed
+    p = parse_params(yaml.safe_load(after))
+    assert (p.train.alpha, p.train.gamma) == (0.4, 2.0)
