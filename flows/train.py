@@ -31,6 +31,7 @@ from capmix.evaluation.plots import plot_dtw_histogram, plot_training_curves
 from flows import promotion, tasks
 from flows.locks import fail_dead_runs, out_dir_lock, registry_lock, run_owner_tags
 
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # read by MLflow's UI to pick the experiment's landing view
 HEADLINE = ("validation_rpa_f1", "oracle_rpa_f1", "auc_pr", "auc_roc")
 
 
@@ -63,7 +64,11 @@ def setup_mlflow(p: Params, experiment: str | None = None) -> None:
         except mlflow.exceptions.MlflowException:
             if mlflow.get_experiment_by_name(name) is None:  # not a race with another flow run: a real error
                 raise
-    mlflow.set_experiment(name)
+    exp = mlflow.set_experiment(name)
+    if exp.tags.get(EXPERIMENT_KIND_TAG) is None:
+        # MLflow 3's UI opens an untagged experiment on its empty GenAI overview; this one is about
+        # comparing training runs, so it opens on the runs table
+        mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, "custom_model_development")
 
 
 def tune_task(data: dict[str, str], base_cfg: dict[str, Any], tune_params: dict[str, Any], parent_run_id: str,

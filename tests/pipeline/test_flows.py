@@ -198,6 +198,8 @@ def test_training_flow_tracks_the_run_and_registers_the_first_champion(trained, 
     assert run.data.metrics["auc_pr"] == pytest.approx(s["metrics"]["auc_pr"])
     assert run.data.params["train.window"] == "32" and run.data.params["train.max_epochs"] == "3"
     assert run.data.tags["evaluation.passed"] == "True"
+    # the MLflow UI opens the experiment on its runs table, not on MLflow 3's GenAI overview
+    assert ws.client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     assert run.data.tags["data.digest"] == sha256_file(ws.root / "data/default/series.parquet")
     top = {a.path for a in ws.client.list_artifacts(s["run_id"])}
     assert {"plots", "metrics.json", "per_series.csv"} <= top
