@@ -12,7 +12,6 @@ the promotion gate are in :mod:`flows.promotion`.
 from __future__ import annotations
 
 import hashlib
-
 import importlib.metadata
 import shutil
 import tempfile
@@ -22,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import mlflow.pyfunc
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion

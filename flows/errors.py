@@ -22,7 +22,7 @@ from capmix.modelfiles import ModelFileError
 #: exceptions that mean "the input is wrong", each with a message that says how to fix it
 USER_ERRORS: tuple[type[BaseException], ...] = (DataValidationError, ParamsError, ModelFileError, ValueError,
                                                 LookupError, FileNotFoundError)
-_NAMES = tuple({cls.__name__ for cls in USER_ERRORS} | {"DataValidationError", "ParamsError"})
+_NAMES = tuple(cls.__name__ for cls in USER_ERRORS)
 
 
 class _UserErrorFilter(logging.Filter):

@@ -211,39 +211,37 @@ def _register_and_promote(p: Params, data: dict[str, str], models_dir: str, metr
     # and each gate compares against the champion of that moment
     with registry_lock(mlflow.get_tracking_uri(), reg.model_name) as lock:
         log.info("holding registry lock %s", lock)
-        same = _registered_twin(reg.model_name, models_dir)
+        from flows.bundle import models_fingerprint
+
+        fingerprint = models_fingerprint(models_dir)  # hashed once: the twin lookup and the new version's tag
+        same = _registered_twin(reg.model_name, fingerprint)
         if same is not None:
             log.info("the trained models are identical to registered v%s: not registered again", same)
             mlflow.set_tag("registry.identical_to", same)
             return {"model_name": reg.model_name, "version": same, "promotion": "identical",
                     "reason": f"the trained models are identical to registered v{same}: not registered again"}
-        out = _register(p, data, models_dir, metrics, run_id)
+        out = _register(p, data, models_dir, metrics, run_id, fingerprint)
         out.update(promotion.gate(reg.model_name, out["version"], reg.metric, reg.margin, value, data["path"],
                                   p.evaluate.model_dump(), reg.promote_ties))
     return out
 
 
-def _registered_twin(name: str, models_dir: str) -> str | None:
-    """The registered version whose bundle fingerprint equals this run's models, if any."""
-    from flows.bundle import models_fingerprint
-
-    fp = models_fingerprint(models_dir)
+def _registered_twin(name: str, fingerprint: str) -> str | None:
+    """The registered version whose bundle fingerprint (``flows.bundle.models_fingerprint``) is this one."""
     found = [v for v in mlflow.MlflowClient().search_model_versions(f"name='{name}'")
-             if v.tags.get("model.fingerprint") == fp]
+             if v.tags.get("model.fingerprint") == fingerprint]
     return str(min(int(v.version) for v in found)) if found else None
 
 
 @task(name="register")
-def _register(p, data, models_dir, metrics, run_id):
+def _register(p, data, models_dir, metrics, run_id, fingerprint):
     """Log the bundle into the training run and register it: no retries, a retry would add a version."""
     from capmix.data.canonical import to_frame
     from flows.bundle import log_bundle
 
     name = p.register.model_name
     example = to_frame(read_dataset(data["path"])[:1])
-    from flows.bundle import models_fingerprint
-
-    tags = {"data.digest": data["digest"], "model.fingerprint": models_fingerprint(models_dir)}
+    tags = {"data.digest": data["digest"], "model.fingerprint": fingerprint}
     mv = log_bundle(models_dir, example, name, tags=tags,
                     metrics={k: v for k, v in metrics.items() if k in HEADLINE}, params=p.model_dump(), run_id=run_id)
     return {"model_name": name, "version": str(mv.version)}

@@ -23,9 +23,9 @@ counted. GX is imported lazily (it takes ~2 s): importing this module stays chea
 
 from __future__ import annotations
 
+import logging
 import math
 import os
-import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
