@@ -219,6 +219,52 @@ class ScheduleParams(_Section):
     timezone: str = "UTC"
 
 
+class NightlyParams(_Section):
+    """``nightly``: the day-by-day retraining flow (flows/nightly.py): inbox, history rules, drift, promotion."""
+
+    workdir: str = Field("nightly", description="inbox/, history/, quarantine/, alarms/, state/ and runs/ live here")
+    duplicates: Literal["keep_first", "keep_last", "reject"] = Field(
+        "keep_first", description="a point whose (series, timestamp) is stored already: keep the stored one, "
+                                  "replace it, or quarantine the day")
+    late: Literal["insert", "drop", "reject"] = Field(
+        "insert", description="a new point earlier than its series' last stored point")
+    train_days: int = Field(3, ge=1, description="rolling training window (days before the newest slice)")
+    max_gap: float = Field(10.0, gt=1.0, description="the training window starts after the last gap longer than "
+                                                      "this many sampling intervals (e.g. a quarantined day)")
+    holdout_fraction: float = Field(0.5, gt=0.0, lt=1.0,
+                                    description="the newest day's last part: champion vs challenger, never trained on")
+    retrain: Literal["on_drift", "daily"] = Field(
+        "on_drift", description="on_drift: train when there is no champion, the day drifted, or the champion is "
+                                "max_model_age_days old; daily: every day with new data")
+    max_model_age_days: int = Field(7, ge=1)
+    drift_threshold: float = Field(0.25, gt=0.0, description="PSI above which a day has drifted (0.25: 'act')")
+    drift_bins: int = Field(10, ge=2)
+    range_margin: float = Field(1.0, ge=0.0, description="values beyond the history's range widened by this x span "
+                                                         "are a broken feed: the day is quarantined")
+    range_mostly: float = Field(0.99, gt=0.0, le=1.0, description="share of a channel's values that must be in range")
+    margin: float = Field(0.02, ge=0.0, description="the challenger must beat the champion by this on the newest slice")
+    probe_anomalies: int = Field(4, ge=1, description="unlabelled slice: probe anomalies placed per series")
+    probe_seed: int = Field(0, ge=0)
+    concurrency_limit: str = Field("capmix-nightly", description="Prefect global concurrency limit (1 slot) "
+                                                                  "held by a nightly run: one at a time, on any machine")
+
+
+class SimulateParams(_Section):
+    """``simulate``: the week ``capmix simulate`` drives (days from the embedded generator)."""
+
+    series: int = Field(2, ge=1)
+    channels: int = Field(3, ge=1)
+    points_per_day: int = Field(1440, ge=64)
+    history_days: int = Field(3, ge=1, description="days already in the history before the first simulated day")
+    anomalies_per_day: int = Field(2, ge=0)
+    drift_day: int | None = Field(4, ge=1, description="from this day on the signal is rescaled and shifted")
+    drift_scale: float = Field(2.5, gt=0.0)
+    drift_shift: float = Field(2.0, description="level shift in the channel's stds")
+    broken_day: int | None = Field(3, ge=1, description="this day arrives with a renamed channel")
+    repeat_day: int | None = Field(6, ge=2, description="this day arrives as the previous day's file again")
+    seed: int = Field(7, ge=0)
+
+
 class ShiftParams(_Section):
     """``shift``: anomaly-shift measurement of the training flow (CAPMix only)."""
 
@@ -331,6 +377,8 @@ with warnings.catch_warnings():
         flow: FlowParams = Field(default_factory=FlowParams)
         schedule: ScheduleParams = Field(default_factory=ScheduleParams)
         shift: ShiftParams = Field(default_factory=ShiftParams)
+        nightly: NightlyParams = Field(default_factory=NightlyParams)
+        simulate: SimulateParams = Field(default_factory=SimulateParams)
         baselines: BaselinesParams = Field(default_factory=BaselinesParams)
         coad: Annotated[Any, _lazy(coad_model)] = None
         coad_presets: dict[str, Annotated[Any, _lazy(coad_model)]] = Field(default_factory=dict)

@@ -104,4 +104,44 @@ def benchmark(
     console.print(f"{out['ran']} of {out['cells']} cells run in {out['seconds']:.0f}s; report: {out['report']}")
 
 
+@app.command()
+def simulate(
+    days: Annotated[int, typer.Option(help="simulated days to run (a second call continues with the next ones)")] = 7,
+    workdir: Annotated[Path, typer.Option(help="the simulation's folder: inbox, history, MLflow store, Prefect DB")] = Path("simulation"),
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Run the nightly flow over simulated days (params `simulate`: drift, broken-schema and repeated days)
+    and print one line per day."""
+    import os
+    import sys
+
+    from flows.simulate import prefect_env
+
+    if "prefect" in sys.modules:  # settings are read on import: too late to point Prefect at the workdir
+        _fail("capmix simulate must start before Prefect is imported; run it as its own command")
+    env = prefect_env(workdir)
+    Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+    os.environ.update(env)
+    _params(params)  # a params error is one line, before anything starts
+    from flows.simulate import simulate as run_days, simulation_table
+
+    def progress(k: int, rows: list) -> None:
+        for r in rows:
+            console.print(f"day {k} ({r['day']}): checks {r['checks']}, trained {r['trained']}, "
+                          f"champion v{r.get('champion')}, alarms {r.get('alarms')}", soft_wrap=True)
+
+    from flows.errors import quiet_user_errors
+
+    with _user_errors(), quiet_user_errors(False):
+        rows = run_days(days, workdir, str(params), progress=progress)
+    from rich.console import Console
+
+    Console(width=max(console.width, 120)).print(simulation_table(rows))  # one line per day, never wrapped
+    home = env["PREFECT_HOME"]
+    console.print(f"runs: PREFECT_HOME={home} .venv/bin/prefect server start   (then http://127.0.0.1:4200)",
+                  soft_wrap=True, highlight=False)
+    console.print(f"      .venv/bin/mlflow ui --backend-store-uri sqlite:///{Path(workdir).resolve() / 'mlflow.db'}",
+                  soft_wrap=True, highlight=False)
+
+
 __all__ = ["app"]

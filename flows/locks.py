@@ -120,3 +120,76 @@ def out_dir_lock(out: Path, log: Any) -> Iterator[None]:
         held = lock.acquire()
     with held:
         yield
+
+
+# ------------------------------------------------------------------------------ Prefect flow runs
+#: Flow-run tags naming the process that runs it (a killed process cannot report its own crash).
+PREFECT_PID_TAG = "capmix.pid:"
+PREFECT_HOST_TAG = "capmix.host:"
+
+
+def tag_flow_run_owner() -> None:
+    """Tag the current flow run with this process and host, for :func:`crash_dead_flow_runs`."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.get_id()
+    if run_id is None:
+        return
+    with get_client(sync_client=True) as client:
+        tags = [t for t in client.read_flow_run(run_id).tags
+                if not t.startswith((PREFECT_PID_TAG, PREFECT_HOST_TAG))]
+        client.update_flow_run(run_id, tags=[*tags, f"{PREFECT_PID_TAG}{os.getpid()}",
+                                             f"{PREFECT_HOST_TAG}{socket.gethostname()}"])
+
+
+def crash_dead_flow_runs(flow_names: tuple[str, ...]) -> list[str]:
+    """Mark Crashed the Running flow runs of ``flow_names`` that this host's dead processes left behind.
+
+    A SIGKILL (OOM killer, a lost machine) leaves Prefect believing the run is Running for ever. A run
+    tagged by :func:`tag_flow_run_owner` with this host and a process that is gone is set Crashed, and
+    runs of other hosts are left alone (their process cannot be checked). Every run that should be
+    checked tags itself (subflows too: they run in their parent's process)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    host = socket.gethostname()
+    crashed: list[str] = []
+    with get_client(sync_client=True) as client:
+        running = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=list(flow_names))),
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING]))),
+        )
+        for run in running:
+            tags = dict(t.split(":", 1) for t in run.tags if t.startswith((PREFECT_PID_TAG, PREFECT_HOST_TAG)))
+            h, pid = tags.get(PREFECT_HOST_TAG[:-1]), tags.get(PREFECT_PID_TAG[:-1])
+            if h != host or not pid or not pid.isdigit() or _pid_alive(int(pid)) or int(pid) == os.getpid():
+                continue
+            client.set_flow_run_state(run.id, Crashed(message=f"process {pid} on {host} ended without finishing "
+                                                              f"the run (killed); marked Crashed at {utc_now()}"),
+                                      force=True)
+            crashed.append(str(run.id))
+    return crashed
+
+
+@contextmanager
+def global_limit(name: str, log: Any, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the one slot of the Prefect global concurrency limit ``name`` (created on first use): two
+    nightly runs never overlap on one Prefect server, whatever machines their workers run on."""
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency.sync import concurrency
+
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, 1)
+    log.info("waiting for the global concurrency limit %r (one nightly run at a time)", name)
+    with concurrency(name, occupy=1, timeout_seconds=timeout, strict=True):
+        yield

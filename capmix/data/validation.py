@@ -103,6 +103,11 @@ class ValidationConfig(BaseModel):
     mode: Literal["train", "score"] = Field(
         ..., description="train: train and test splits longer than a window; score: the test split"
     )
+    ranges: dict[str, tuple[float, float]] | None = Field(
+        None, description="channel -> [low, high] the values must lie in (the nightly day check: the history's "
+                          "range, widened); None = only finite"
+    )
+    range_mostly: float = Field(1.0, gt=0.0, le=1.0, description="share of a channel's values that must be in range")
 
     @field_validator("channels")
     @classmethod
@@ -291,8 +296,10 @@ def _add_reserved_column_expectations(add: _Add, E: Any) -> None:
     )
 
 
-def _add_channel_expectations(add: _Add, E: Any, channels: Sequence[str]) -> None:
-    """Each channel present, float, and free of NaN/inf (imputation fixes the last two)."""
+def _add_channel_expectations(add: _Add, E: Any, channels: Sequence[str],
+                              ranges: dict[str, tuple[float, float]] | None = None, mostly: float = 1.0) -> None:
+    """Each channel present, float, and free of NaN/inf (imputation fixes the last two); with ``ranges``,
+    also (for ``mostly`` of its values) inside its range, which implies finite."""
     impute_hint = "set validate.impute: ffill (or interpolate) in params.yaml, or clean the source data"
     for ch in channels:
         add(
@@ -305,6 +312,14 @@ def _add_channel_expectations(add: _Add, E: Any, channels: Sequence[str]) -> Non
             "or drop a column that is not a channel",
         )
         add(E.ExpectColumnValuesToNotBeNull(column=ch), f"NaN in a channel: {impute_hint}")
+        if ranges and ch in ranges:
+            lo, hi = ranges[ch]
+            add(
+                E.ExpectColumnValuesToBeBetween(column=ch, min_value=lo, max_value=hi, mostly=mostly),
+                f"values far outside the history's range [{lo:.4g}, {hi:.4g}] (or inf): check the feed for a unit "
+                "or scaling change; if the new level is real, widen nightly.range_margin or start a new history",
+            )
+            continue
         add(
             E.ExpectColumnValuesToBeBetween(column=ch, min_value=-FLOAT_MAX, max_value=FLOAT_MAX),
             f"inf in a channel: {impute_hint}",
@@ -377,7 +392,7 @@ def build_suites(cfg: ValidationConfig, channels: Sequence[str]) -> _Suites:
     add_series = _hinted_adder(series_suite, hints)
     _add_table_expectations(add_frame, E, cfg)
     _add_reserved_column_expectations(add_frame, E)
-    _add_channel_expectations(add_frame, E, channels)
+    _add_channel_expectations(add_frame, E, channels, cfg.ranges, cfg.range_mostly)
     _add_series_time_expectations(add_series, E, cfg)
     _add_series_content_expectations(add_series, E, cfg)
     return _Suites(frame_suite, series_suite, hints)
@@ -578,7 +593,7 @@ def _preview(items: Sequence[str], total: int | None = None) -> str:
     return shown + (f", ... ({total} in all)" if total > MAX_LISTED else "")
 
 
-def _row_mask(frame: pd.DataFrame, exp_type: str, column: str) -> np.ndarray | None:
+def _row_mask(frame: pd.DataFrame, exp_type: str, column: str, kwargs: dict[str, Any] | None = None) -> np.ndarray | None:
     """Rows a failed column-map expectation of the frame suite objects to (None: not recomputable)."""
     if column not in frame.columns:
         return None
@@ -587,7 +602,8 @@ def _row_mask(frame: pd.DataFrame, exp_type: str, column: str) -> np.ndarray | N
         return col.isna().to_numpy(dtype=bool)
     if exp_type == "expect_column_values_to_be_between" and pd.api.types.is_numeric_dtype(col.dtype):
         v = col.to_numpy(dtype=np.float64, na_value=np.nan)
-        return np.isinf(v)
+        lo, hi = (kwargs or {}).get("min_value", -FLOAT_MAX), (kwargs or {}).get("max_value", FLOAT_MAX)
+        return np.isinf(v) | (v < lo) | (v > hi)
     if exp_type == "expect_column_values_to_be_in_set":
         allowed = [0, 1] if column == LABEL_COL else [SPLIT_TRAIN, SPLIT_TEST]
         return (col.notna() & ~col.isin(allowed)).to_numpy(dtype=bool)
@@ -682,7 +698,7 @@ def _failures(results: dict[str, Any], frame: pd.DataFrame, summary: pd.DataFram
         if suite_name == "series" and column is not None:
             where = _where_series(result, column, kwargs, summary)
         elif column is not None and exp_type.startswith("expect_column_values") and exp_type not in TYPE_CHECKS:
-            mask = _row_mask(frame, exp_type, column)
+            mask = _row_mask(frame, exp_type, column, kwargs)
             if mask is not None and mask.any():
                 where = _where_rows(frame, column, mask)
             else:

@@ -1,0 +1,224 @@
+"""The nightly day flow over a simulated week (flows/nightly.py, flows/simulate.py, ``capmix simulate``).
+
+A real Prefect test server (``prefect_test_harness``) and a real sqlite MLflow store; the week comes
+from params ``simulate`` (drift on day 4, a broken schema on day 3, day 6 = day 5 again). The detector
+is Isolation Forest so the week takes about a minute; the flow code is the same for every detector.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import mlflow
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = "capmix-nightlytest"
+_MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory):
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: tmp_path_factory.mktemp("prefect-results")}):
+        with prefect_test_harness(server_startup_timeout=None):
+            yield
+
+
+@pytest.fixture(scope="module")
+def week(harness, tmp_path_factory):
+    """Two simulated weeks in one workdir: the day records of each, and the workdir."""
+    from mlflow.tracking import fluent
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    from flows.simulate import simulate
+
+    base = tmp_path_factory.mktemp("nightly")
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p["detector"] = "iforest"
+    p["register"]["model_name"] = MODEL
+    p["mlflow"]["experiment"] = "nightlytest"
+    params = base / "user-params.yaml"
+    params.write_text(yaml.safe_dump(p, sort_keys=False))
+    saved = ({k: os.environ.get(k) for k in _MLFLOW_ENV}, tracking_utils._tracking_uri, registry_utils._registry_uri,
+             fluent._active_experiment_id, list(sys.path), Path.cwd())
+    for k in _MLFLOW_ENV:
+        os.environ.pop(k, None)
+    os.environ["CAPMIX_GIT_COMMIT"] = "0" * 40
+    workdir = base / "sim"
+    try:
+        os.chdir(base)
+        first = simulate(7, workdir, str(params))
+        mid = _snapshot(workdir)
+        second = simulate(7, workdir, str(params))
+        yield SimpleNamespace(first=first, second=second, workdir=workdir, mid=mid,
+                              uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    finally:
+        env, tracking_utils._tracking_uri, registry_utils._registry_uri, fluent._active_experiment_id, path, cwd = saved
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        os.environ.pop("CAPMIX_GIT_COMMIT", None)
+        sys.path[:] = path
+        os.chdir(cwd)
+
+
+def _snapshot(workdir: Path) -> dict:
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    return {"versions": sorted(int(v.version) for v in client.search_model_versions(f"name='{MODEL}'"))}
+
+
+def _client(week) -> MlflowClient:
+    return MlflowClient(week.uri, week.uri)
+
+
+def test_the_week_goes_as_the_scenario_says(week):
+    rows = {r["sim_day"]: r for r in week.first}
+    assert sorted(rows) == list(range(1, 8))
+    assert rows[1]["trained"] == "yes" and rows[1]["promotion"] == "promoted"  # no champion yet
+    assert rows[2]["trained"] == "no" and rows[2]["new_version"]                 # a calm day: no retraining
+    assert rows[3]["checks"] == "quarantined" and "ch2" in rows[3]["reason"]     # the broken schema
+    assert rows[4]["drifted"] and rows[4]["trained"] == "yes"                    # drift -> retrain
+    assert rows[4]["promotion"] == "promoted"                                    # ... and the challenger wins
+    assert not rows[6]["new_version"] and rows[6]["trained"] == "no"             # the repeated day
+    assert rows[6]["version"] == rows[5]["version"]
+    for r in week.first:
+        if r["checks"] == "passed":
+            assert r["alarms"] is not None
+            assert (week.workdir / "alarms" / f"{r['day']}.parquet").is_file()
+
+
+def test_the_quarantined_day_changed_nothing(week):
+    rows = {r["sim_day"]: r for r in week.first}
+    q = rows[3]
+    assert q["version"] == rows[2]["version"] and not q["new_version"]
+    assert q["champion"] == q["champion_before"] == rows[2]["champion"]
+    assert q["trained"] == "no" and q.get("registered") is None
+    folder = week.workdir / "quarantine" / q["day"]
+    assert (folder / "reason.txt").read_text().strip() and any(folder.glob(f"{q['day']}.*"))
+    assert not any((week.workdir / "processed").glob(f"{q['day']}.*"))
+    assert not (week.workdir / "alarms" / f"{q['day']}.parquet").exists()
+
+
+def test_the_champion_changed_only_on_the_days_the_table_says(week):
+    from flows.promotion import champion_history
+
+    rows = week.first + week.second
+    moved = [r for r in rows if r.get("champion") != r.get("champion_before")]
+    assert moved and all(r.get("promotion") == "promoted" and r["champion"] == r["registered"] for r in moved)
+    history = champion_history(_client(week), MODEL)
+    assert [h["version"] for h in history] == [r["registered"] for r in moved]
+
+
+def test_every_data_version_is_in_mlflow_and_in_dvc(week):
+    from flows.versioning import cached
+
+    client = _client(week)
+    exp = client.get_experiment_by_name("nightlytest-nightly")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    by_day = {r.data.tags["nightly.day"]: r for r in runs}
+    for r in week.first + week.second:
+        assert by_day[r["day"]].data.tags["data.version"] == r["version"]
+        assert cached(week.workdir / "history", r["version"]), r["day"]
+
+
+def test_prefect_shows_every_day_finished_and_none_running(week):
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with get_client(sync_client=True) as client:
+        days = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["capmix-day"])))
+        nightly = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["capmix-nightly"])))
+    assert len(days) == 14 and len(nightly) == 14
+    states = sorted(r.state_type.value for r in days)
+    assert states.count("FAILED") == 1 and states.count("COMPLETED") == 13
+    assert all(r.state_type.value == "COMPLETED" for r in nightly)
+    failed = next(r for r in days if r.state_type.value == "FAILED")
+    assert "quarantined" in failed.state.message
+
+
+def test_the_second_week_resumes_without_retraining_unchanged_days(week):
+    rows = [r["sim_day"] for r in week.second]
+    assert rows == list(range(8, 15))
+    first_champion = week.first[-1]["champion"]
+    assert week.second[0]["champion_before"] == first_champion
+    for r in week.second:  # the champion carries over: only drift or age may retrain
+        assert r.get("retrain_reason") is None or not r["retrain_reason"].startswith("no champion")
+        if not r["new_version"]:
+            assert r["trained"] == "no"
+    trained = [r for r in week.second if r["trained"] == "yes"]
+    assert all(r["retrain_reason"] for r in trained)
+    state = json.loads((week.workdir / "state" / "simulate.json").read_text())
+    assert state == {"last_day": 14}
+
+
+def test_a_killed_run_is_marked_crashed_by_the_next(harness):
+    """A flow run whose process died (SIGKILL: no chance to report) is set Crashed, not left Running."""
+    from prefect import flow, get_client
+    from prefect.states import Running
+
+    from flows.locks import PREFECT_HOST_TAG, PREFECT_PID_TAG, crash_dead_flow_runs
+
+    @flow(name="capmix-day")
+    def placeholder():
+        return None
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run(placeholder, tags=[f"{PREFECT_PID_TAG}{dead.pid}",
+                                                        f"{PREFECT_HOST_TAG}{socket.gethostname()}"])
+        client.set_flow_run_state(run.id, Running(), force=True)
+        alive = client.create_flow_run(placeholder, tags=[f"{PREFECT_PID_TAG}{os.getpid()}",
+                                                          f"{PREFECT_HOST_TAG}{socket.gethostname()}"])
+        client.set_flow_run_state(alive.id, Running(), force=True)
+        crashed = crash_dead_flow_runs(("capmix-day",))
+        assert str(run.id) in crashed and str(alive.id) not in crashed
+        assert client.read_flow_run(run.id).state_type.value == "CRASHED"
+        assert client.read_flow_run(alive.id).state_type.value == "RUNNING"
+        client.set_flow_run_state(alive.id, __import__("prefect").states.Completed(), force=True)
+
+
+def test_two_nightly_runs_cannot_overlap(harness):
+    """The global concurrency limit: while one holder has the slot, a second waits and times out."""
+    import logging
+
+    from flows.locks import global_limit
+
+    log = logging.getLogger("test")
+    entered, release, outcome = threading.Event(), threading.Event(), {}
+
+    def first():
+        with global_limit("capmix-nightly-test", log):
+            entered.set()
+            release.wait(30)
+
+    t = threading.Thread(target=first)
+    t.start()
+    assert entered.wait(60)
+    try:
+        with pytest.raises(TimeoutError):
+            with global_limit("capmix-nightly-test", log, timeout=2):
+                outcome["second"] = "entered"
+    finally:
+        release.set()
+        t.join()
+    assert "second" not in outcome
+    with global_limit("capmix-nightly-test", log, timeout=30):  # free again once the first left
+        pass
