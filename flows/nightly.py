@@ -63,7 +63,7 @@ from capmix.data.probe import ProbeConfig
 from capmix.data.validation import DataValidationError, ValidationConfig, validate_frame
 from capmix.params import Params, load_params
 from flows import locks
-from flows.train import setup_mlflow, training_flow
+from flows.train import runner_for, setup_mlflow, training_flow
 from flows.versioning import add_version
 
 __all__ = ["NightlyPaths", "day_flow", "nightly_flow", "read_days"]
@@ -217,7 +217,8 @@ def day_flow(params_path: str, day_file: str, day: str) -> Any:
         _log_day(p, row, {}, run_dir)
         log.error("day %s quarantined (%s): %s", day, where, reason)
         create_markdown_artifact(_day_markdown(row), key=f"nightly-{day}", description=f"capmix nightly {day}")
-        return Failed(message=f"day {day} quarantined: {reason.splitlines()[0][:400]}")
+        # the first failure, not only the headline, so the run list in the UI says what was wrong
+        return Failed(message=f"day {day} quarantined: {' '.join(reason.splitlines()[:2])[:500]}")
 
     channels = channels_of(frame)
     start = frame[TIMESTAMP_COL].min()
@@ -280,7 +281,8 @@ def _train(p: Params, params_path: str, history: pd.DataFrame, day: pd.DataFrame
         return {"trained": "no", "train_error": str(exc)}
     path = write_dataset(dataset, run_dir / "dataset.parquet", metadata={"name": "nightly", "labels": labels})
     params = _day_params(p, params_path, path, run_dir)
-    state = training_flow(params_path=str(params), return_state=True)
+    # the training subflow uses the task runner params.yaml asks for (threads, or a Dask cluster)
+    state = training_flow.with_options(task_runner=runner_for(p))(params_path=str(params), return_state=True)
     if state.is_failed() or state.is_crashed():
         log.error("training failed: %s", state.message)
         return {"trained": "failed", "train_error": state.message}

@@ -1,8 +1,10 @@
-"""Nightly retraining on one machine: serve the training flow on the params.yaml schedule.
+"""Nightly retraining on one machine: serve the nightly day flow on the params.yaml schedule.
 
 Run it (keeps running; Ctrl-C stops it):  python -m flows.serve [--params params.yaml]
 
-``training_flow.serve`` registers the deployment ``capmix-train/capmix-nightly`` with the Prefect API
+Each scheduled run is :func:`flows.nightly.nightly_flow`: it takes the day files waiting in the
+inbox (params ``nightly``), checks and versions them, retrains when the rule says so and scores the
+new day. ``nightly_flow.serve`` registers the deployment ``capmix-nightly/capmix-nightly`` with the Prefect API
 (``PREFECT_API_URL``, or a local ephemeral server) and executes its scheduled runs in this process, so
 no work pool or worker is needed. With a work pool and workers use ``prefect deploy --all`` and
 ``prefect.yaml`` instead (same name, same schedule). The schedule is ``params.yaml`` ``schedule``
@@ -22,6 +24,8 @@ from capmix.params import Params, load_params
 DEPLOYMENT_NAME = "capmix-nightly"
 DEFAULT_TIMEZONE = "UTC"
 TAGS = ["capmix", "training", "nightly"]
+DESCRIPTION = ("Nightly: the inbox's day files checked (GX, drift), versioned (DVC), retrained on drift or age, "
+               "champion vs challenger on the newest slice, alarms scored.")
 
 
 def deployment_schedule(params: Params) -> tuple[str, str]:
@@ -51,20 +55,20 @@ def nightly_schedule(params: Params) -> Schedule:
 
 
 def deployment_parameters(params_path: str) -> dict[str, Any]:
-    """Flow parameters of each scheduled run: tuning as params.yaml says, register and gate-promote."""
-    return {"params_path": params_path, "tune": None, "register": True}
+    """Flow parameters of each scheduled run (everything else comes from params.yaml at run time)."""
+    return {"params_path": params_path}
 
 
 def build_deployment(params_path: str = "params.yaml", name: str = DEPLOYMENT_NAME):
     """The nightly ``RunnerDeployment`` (what :func:`main` serves); ``.apply()`` registers it only."""
-    from flows.train import training_flow
+    from flows.nightly import nightly_flow
 
     p = load_params(params_path)
-    return training_flow.to_deployment(
+    return nightly_flow.to_deployment(
         name=name,
         schedules=[nightly_schedule(p)],
         parameters=deployment_parameters(params_path),
-        description="Nightly CAPMix retraining: ingest, validate, augment, train, evaluate, register, gate-promote.",
+        description=DESCRIPTION,
         tags=TAGS,
     )
 
@@ -77,18 +81,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default=DEPLOYMENT_NAME, help="deployment name")
     args = ap.parse_args(argv)
 
-    from flows.train import runner_for, training_flow
+    from flows.nightly import FLOW_NAME, nightly_flow
 
     p = load_params(args.params)
     cron, timezone = deployment_schedule(p)
-    # served runs use the task runner params.yaml asks for (threads, or a Dask cluster)
-    training_flow = training_flow.with_options(task_runner=runner_for(p))
-    print(f"serving capmix-train/{args.name}: cron {cron!r} ({timezone}); Ctrl-C to stop")
-    training_flow.serve(
+    print(f"serving {FLOW_NAME}/{args.name}: cron {cron!r} ({timezone}), day files from "
+          f"{p.nightly.workdir}/inbox; Ctrl-C to stop")
+    nightly_flow.serve(
         name=args.name,
         schedules=[Cron(cron, timezone=timezone)],
         parameters=deployment_parameters(args.params),
-        description="Nightly CAPMix retraining (served by flows/serve.py).",
+        description=DESCRIPTION,
         tags=TAGS,
     )
     return 0

@@ -430,7 +430,8 @@ def test_prefect_yaml_schedule_equals_params_yaml():
     [dep] = [d for d in config["deployments"] if d["name"] == DEPLOYMENT_NAME]
     [schedule] = dep["schedules"]
     assert (schedule["cron"], schedule["timezone"]) == (cron, timezone)
-    assert dep["entrypoint"] == "flows/train.py:training_flow"
+    assert dep["entrypoint"] == "flows/nightly.py:nightly_flow"
+    assert dep["parameters"] == {"params_path": "params.yaml"}
     assert dep["work_pool"]["name"] == "capmix-pool"
     assert config["pull"] == [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $CAPMIX_HOME }}"}}]
 
@@ -445,25 +446,23 @@ def _read_deployment(name: str):
 def test_served_nightly_deployment_has_the_params_schedule(harness, monkeypatch):
     from capmix.config import load_params
     from flows import serve
-    from flows.train import training_flow
+    from flows.nightly import nightly_flow
 
     params = load_params(ROOT / "params.yaml")
     cron, timezone = serve.deployment_schedule(params)
     deployment = serve.build_deployment(str(ROOT / "params.yaml"))
     deployment.apply()
-    dep = _read_deployment("capmix-train/capmix-nightly")
+    dep = _read_deployment("capmix-nightly/capmix-nightly")
     [schedule] = dep.schedules
     assert (schedule.schedule.cron, schedule.schedule.timezone, schedule.active) == (cron, timezone, True)
-    assert dep.parameters["params_path"] == str(ROOT / "params.yaml") and dep.parameters["register"] is True
+    assert dep.parameters == {"params_path": str(ROOT / "params.yaml")}
 
     # main() serves exactly that (serve() itself blocks forever: record its arguments instead)
     calls = []
-    # main() serves a copy of the flow with params' task runner: patch serve() on the class
-    monkeypatch.setattr(type(training_flow), "serve", lambda self, **kw: calls.append((self, kw)))
+    monkeypatch.setattr(type(nightly_flow), "serve", lambda self, **kw: calls.append((self, kw)))
     assert serve.main(["--params", str(ROOT / "params.yaml")]) == 0
     [(served, kw)] = calls
-    assert served.name == training_flow.name
-    assert type(served.task_runner).__name__ == "ThreadPoolTaskRunner"
+    assert served.name == nightly_flow.name == "capmix-nightly"
     assert kw["name"] == "capmix-nightly"
     assert [(s.cron, s.timezone) for s in kw["schedules"]] == [(cron, timezone)]
 
@@ -489,11 +488,11 @@ def test_prefect_deploy_all_registers_prefect_yaml(harness):
     done = subprocess.run([str(VENV_BIN / "prefect"), "--no-prompt", "deploy", "--all"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    dep = _read_deployment("capmix-train/capmix-nightly")
+    dep = _read_deployment("capmix-nightly/capmix-nightly")
     [schedule] = dep.schedules
     expected = deployment_schedule(load_params(ROOT / "params.yaml"))
     assert (schedule.schedule.cron, schedule.schedule.timezone) == expected
-    assert dep.work_pool_name == "capmix-pool" and dep.entrypoint == "flows/train.py:training_flow"
+    assert dep.work_pool_name == "capmix-pool" and dep.entrypoint == "flows/nightly.py:nightly_flow"
     assert dep.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $CAPMIX_HOME }}"}}]
     assert dep.job_variables["env"]["CAPMIX_HOME"] == str(ROOT)
 
