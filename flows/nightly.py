@@ -227,22 +227,24 @@ def day_flow(params_path: str, day_file: str, day: str) -> Any:
     row.update(drift_psi=None if not np.isfinite(drift.max_psi) else round(drift.max_psi, 4), drifted=drift.drifted,
                added=merged.added - merged.dropped, duplicates=merged.duplicates, late=merged.late)
 
+    previous = _last_version(paths)
     if merged.changed:
         write_history(merged.frame, paths.history)
-        version = add_version(paths.history)
-        row.update(new_version=True, version=version["md5"])
-    else:
-        row["version"] = _last_version(paths)
-    shutil.move(str(file), _free(paths.processed / file.name))
+    # dvc add also when nothing changed today: a run killed between writing the history and versioning
+    # it left a history newer than its last version, and this versions it (a no-op otherwise)
+    version = add_version(paths.history)["md5"]
+    row.update(version=version, new_version=version != previous)
+    taken = _free(paths.processed / file.name)
+    shutil.move(str(file), taken)
 
-    reason = retrain_reason(p, merged.changed, before, drift, day, _champion_day(read_days(paths), before))
+    reason = retrain_reason(p, row["new_version"], before, drift, day, _champion_day(read_days(paths), before))
     row["retrain_reason"] = reason
     if reason is not None:
         row.update(_train(p, params_path, merged.frame, frame, run_dir, log))
     setup_mlflow(p)
     row["champion"] = _champion(p)
     if row["champion"] is not None:
-        row["alarms"] = _score(p, params_path, paths, day, run_dir, paths.processed / file.name)
+        row["alarms"] = _score(p, params_path, paths, day, run_dir, taken)
     row["seconds"] = round(time.perf_counter() - t0, 1)
     _record(paths, row)
     _log_day(p, row, {"drift": drift.values, "checks": checked}, run_dir)

@@ -3,8 +3,8 @@
     python scripts/screenshots.py mlflow  --store sqlite:///mlflow.db --experiment capmix
     python scripts/screenshots.py prefect --workdir simulation        # after `capmix simulate --workdir simulation`
 
-``mlflow`` starts ``mlflow server`` on the store and shows the runs table and the comparison of the
-experiment's two latest finished runs (metrics first); ``prefect`` starts ``prefect server`` on the
+``mlflow`` starts ``mlflow server`` on the store and shows the experiment's runs compared on their
+metrics (the chart view: auc_pr and auc_roc first; it needs two finished runs); ``prefect`` starts ``prefect server`` on the
 simulation's Prefect database (``flows.simulate.prefect_env``) and shows the runs list and the
 quarantined day. Chromium is Debian's (``apt-get install chromium``); nothing is downloaded.
 """
@@ -86,10 +86,9 @@ def mlflow_shots(store: str, experiment: str, out: Path) -> None:
                       "order_by": ["attributes.start_time DESC"], "max_results": 2})["runs"]
         if len(runs) < 2:
             sys.exit(f"experiment {experiment!r} has {len(runs)} finished runs with auc_pr: run the training flow twice")
-        ids = json.dumps([r["info"]["run_id"] for r in runs])
-        shoot(f"{base}/#/experiments/{exp_id}/runs", out / "mlflow-runs.png", size="1600,900")
-        shoot(f"{base}/#/compare-runs?runs={urllib.parse.quote(ids)}&experiments={urllib.parse.quote(json.dumps([exp_id]))}",
-              out / "mlflow-compare-runs.png", size="1600,2200")
+        # the runs' chart view: one bar chart per metric, the detection metrics (auc_pr, auc_roc) first
+        shoot(f"{base}/#/experiments/{exp_id}/runs?compareRunsMode=CHART", out / "mlflow-compare-runs.png",
+              size="1600,1000", budget_ms=30000)
     finally:
         server.terminate()
         server.wait(30)

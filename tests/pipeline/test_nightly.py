@@ -222,3 +222,21 @@ def test_two_nightly_runs_cannot_overlap(harness):
     assert "second" not in outcome
     with global_limit("capmix-nightly-test", log, timeout=30):  # free again once the first left
         pass
+
+
+def test_capmix_simulate_command(tmp_path):
+    """The CLI as a user runs it: its own Prefect database in the workdir, one line per day."""
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p["detector"] = "iforest"
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(p, sort_keys=False))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
+    env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
+    done = subprocess.run([str(Path(sys.executable).parent / "capmix"), "simulate", "--days", "1", "--workdir",
+                           str(tmp_path / "sim"), "--params", str(params)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "one nightly run per day" in done.stdout and "v1 promoted" in done.stdout
+    assert (tmp_path / "sim" / "prefect" / "prefect.db").is_file()
+    assert (tmp_path / "sim" / "alarms" / "2024-01-04.parquet").is_file()
+    assert f"PREFECT_HOME={tmp_path / 'sim' / 'prefect'}" in done.stdout
