@@ -136,12 +136,13 @@ def simulate(
         rows = run_days(days, workdir, str(params), progress=progress)
     from rich.console import Console
 
-    Console(width=max(console.width, 120)).print(simulation_table(rows))  # one line per day, never wrapped
+    out = Console(width=max(console.width, 120))  # stdout, one line per day, never wrapped
+    out.print(simulation_table(rows))
     home = env["PREFECT_HOME"]
-    console.print(f"runs: PREFECT_HOME={home} .venv/bin/prefect server start   (then http://127.0.0.1:4200)",
-                  soft_wrap=True, highlight=False)
-    console.print(f"      .venv/bin/mlflow ui --backend-store-uri sqlite:///{Path(workdir).resolve() / 'mlflow.db'}",
-                  soft_wrap=True, highlight=False)
+    out.print(f"runs: PREFECT_HOME={home} PREFECT_API_DATABASE_CONNECTION_URL={env['PREFECT_API_DATABASE_CONNECTION_URL']} "
+              ".venv/bin/prefect server start   (then http://127.0.0.1:4200)", soft_wrap=True, highlight=False)
+    out.print(f"      .venv/bin/mlflow ui --backend-store-uri sqlite:///{Path(workdir).resolve() / 'mlflow.db'}",
+              soft_wrap=True, highlight=False)
 
 
 __all__ = ["app"]
