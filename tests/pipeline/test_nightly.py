@@ -169,30 +169,42 @@ def test_the_second_week_resumes_without_retraining_unchanged_days(week):
 
 
 def test_a_killed_run_is_marked_crashed_by_the_next(harness):
-    """A flow run whose process died (SIGKILL: no chance to report) is set Crashed, not left Running."""
-    from prefect import flow, get_client
-    from prefect.states import Running
+    """A flow run whose process is SIGKILLed (no chance to report) is set Crashed by the next run,
+    instead of staying Running for ever; a live run of this host is left alone."""
+    import time
 
-    from flows.locks import PREFECT_HOST_TAG, PREFECT_PID_TAG, crash_dead_flow_runs
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.settings import PREFECT_API_URL
 
-    @flow(name="capmix-day")
-    def placeholder():
-        return None
+    from flows.locks import crash_dead_flow_runs
 
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    with get_client(sync_client=True) as client:
-        run = client.create_flow_run(placeholder, tags=[f"{PREFECT_PID_TAG}{dead.pid}",
-                                                        f"{PREFECT_HOST_TAG}{socket.gethostname()}"])
-        client.set_flow_run_state(run.id, Running(), force=True)
-        alive = client.create_flow_run(placeholder, tags=[f"{PREFECT_PID_TAG}{os.getpid()}",
-                                                          f"{PREFECT_HOST_TAG}{socket.gethostname()}"])
-        client.set_flow_run_state(alive.id, Running(), force=True)
-        crashed = crash_dead_flow_runs(("capmix-day",))
-        assert str(run.id) in crashed and str(alive.id) not in crashed
-        assert client.read_flow_run(run.id).state_type.value == "CRASHED"
-        assert client.read_flow_run(alive.id).state_type.value == "RUNNING"
-        client.set_flow_run_state(alive.id, __import__("prefect").states.Completed(), force=True)
+    code = ("import time\nfrom prefect import flow\nfrom flows.locks import tag_flow_run_owner\n"
+            "@flow(name='capmix-day')\ndef day():\n    tag_flow_run_owner()\n    time.sleep(600)\nday()\n")
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    victim = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    tag = f"capmix.pid:{victim.pid}"
+
+    def runs():
+        with get_client(sync_client=True) as client:
+            return [r for r in client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["capmix-day"])))
+                    if tag in r.tags]
+
+    try:
+        deadline = time.monotonic() + 120
+        while not [r for r in runs() if r.state_type.value == "RUNNING"]:
+            assert time.monotonic() < deadline and victim.poll() is None, "the flow run never started"
+            time.sleep(0.5)
+        assert crash_dead_flow_runs(("capmix-day",)) == []  # alive: left alone
+    finally:
+        victim.kill()
+        victim.wait()
+    [run] = runs()
+    assert run.state_type.value == "RUNNING"  # what Prefect believes after a SIGKILL
+    assert crash_dead_flow_runs(("capmix-day",)) == [str(run.id)]
+    [run] = runs()
+    assert run.state_type.value == "CRASHED" and "killed" in run.state.message
 
 
 def test_two_nightly_runs_cannot_overlap(harness):
