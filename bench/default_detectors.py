@@ -41,6 +41,9 @@ METHODS = {
     "ocsvm": ("ocsvm", {}),
     "mp": ("mp", {}),
     "ensemble": ("ensemble", {}),
+    # the ensemble as shipped before multivariate input was scored on the joint window
+    # (bench/ensemble_fallback_study.py): every channel's own choice, combined by the maximum
+    "ensemble-per-channel": ("ensemble", {"multivariate": "per_channel"}),
     # the ensemble with the window baselines as its learned members (no CAPMix): cheap to fit
     "ensemble-oi": ("ensemble", {"members": ("ocsvm", "iforest")}),
     # ensemble-oi's two halves: always the most confident candidate / always the members' mean
@@ -58,7 +61,8 @@ def sample(series: list, k: int) -> list:
     return [series[int(i)] for i in np.linspace(0, len(series) - 1, k).round().astype(int)]
 
 
-def run_cell(s, method: str, seed: int, train_labels: bool, ucr: bool = False) -> tuple[dict, dict]:
+def run_cell(s, method: str, seed: int, train_labels: bool, ucr: bool = False,
+             train_scores: bool = True) -> tuple[dict, dict]:
     """The cell's JSON record and its arrays (test scores, labels, the scores of the training part)."""
     name, over = METHODS[method]
     det = build_detector(name, seed=seed, **over)
@@ -75,10 +79,9 @@ def run_cell(s, method: str, seed: int, train_labels: bool, ucr: bool = False) -
             (kind, w, round(q, 4)) for kind, w, q in ch["candidates"]]} for ch in det.selection_]
     if ucr:  # one anomaly per series: the archive's rule (METHOD.md section 6)
         extra["ucr_hit"] = bool(ucr_archive_hit(scores, y).hit)
-        train_scores = np.zeros(0)
-    else:
-        train_scores = det.decision_function(s.values[: s.train_end])  # for offline combination studies
-    arrays = {"scores": scores.astype(np.float32), "train_scores": train_scores.astype(np.float32),
+    on_train = (det.decision_function(s.values[: s.train_end]) if train_scores and not ucr
+                else np.zeros(0))  # for offline combination studies
+    arrays = {"scores": scores.astype(np.float32), "train_scores": on_train.astype(np.float32),
               "labels": y.astype(np.int8)}
     return {"series": s.name, "method": method, "auc_pr": pr, "auc_roc": roc,
             "epochs": getattr(det, "best_epoch_", None), "seconds": round(seconds, 2),
@@ -111,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-train-labels", dest="train_labels", action="store_false",
                     help="fit without the training part's labels (by default they are passed, as the "
                          "pipeline does; only CAPMix uses them, as known anomalies)")
+    ap.add_argument("--no-train-scores", dest="train_scores", action="store_false",
+                    help="do not also score the training part (it doubles the cost of a cell)")
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--ucr-half", choices=["odd", "even"], default="odd", help="UCR: which half to run")
     ap.add_argument("--holdout", type=int, default=None,
@@ -133,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     target.parent.mkdir(parents=True, exist_ok=True)
                     try:
-                        cell, arrays = run_cell(s, m, args.seed, args.train_labels, ucr=ds == "ucr")
+                        cell, arrays = run_cell(s, m, args.seed, args.train_labels, ucr=ds == "ucr",
+                                               train_scores=args.train_scores)
                     except ValueError as exc:  # e.g. a training part too short for the detector
                         target.write_text(json.dumps({"series": s.name, "method": m, "error": str(exc)}))
                         print(f"{ds:6s} {m:17s} failed: {exc}", flush=True)

@@ -15,7 +15,15 @@ against the same score on known-normal training data, and then
 * ``selection: auto`` uses the confident candidate when its confidence reaches ``min_confidence``
   and ``fallback`` otherwise.
 
-Channels are scored one by one and combined by the maximum. ``threshold_`` comes from the same
+Univariate input (and any input with ``multivariate: per_channel``) is scored channel by channel,
+each channel's choice among its own classic candidates and the members, combined by the maximum.
+Multivariate input with learned members is scored by default on the JOINT window
+(``multivariate: joint``): the members already see all channels together, and the fixed fallback
+of those members is the score (``selection: confidence`` keeps the most confident member). On the
+sets this was chosen on (bench/ensemble_fallback_study.py: every series of NAB, AIOps, ASD and SMD
+the earlier benches used) the per-channel maximum lost to the joint fallback on ASD and SMD (one
+confident pick among 19-38 channels decides the maximum, and channels constant in training give
+robust z-scores in the billions) and cost ~10 s per channel. ``threshold_`` comes from the same
 procedure on the held-out tail of the training period (``val_fraction``), with the reference cut
 before it, so ``predict`` never looks past training data.
 """
@@ -74,6 +82,10 @@ class EnsembleConfig(BaseModel):
     fallback_members: tuple[str, ...] | None = Field(
         None, description="members averaged by fallback 'members' (None = all); the others only compete on confidence")
     min_exclusion: int = Field(100, ge=1, description="peaks closer than max(window, this) points are one peak")
+    multivariate: Literal["joint", "per_channel"] = Field(
+        "joint", description="input with several channels: the learned members on the joint window (their "
+                             "fallback, or the most confident under selection 'confidence'), or every channel's "
+                             "own choice combined by the maximum; without members always per_channel")
 
     def replace(self, **changes: Any) -> EnsembleConfig:
         return EnsembleConfig.model_validate({**self.model_dump(), **changes})
@@ -134,15 +146,18 @@ class EnsembleDetector(BaseDetector):
         return self._scores(self._check_input(X, self.config.window))
 
     def explain(self, X: Any) -> list[dict[str, Any]]:
-        """Per channel: every candidate's kind, window and confidence, and which one was chosen
-        (the same as ``selection_`` after ``decision_function(X)``)."""
+        """Per channel (one entry, channel None, when scored on the joint window): every candidate's
+        kind, window and confidence, and which one was chosen (``selection_`` after ``decision_function(X)``)."""
         self.decision_function(X)
         return self.selection_
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
         members = self._member_candidates(X)  # scored once, shared by every channel's pool
-        if not self.config.classic:
-            scores, info = self._combine(members)
+        cfg = self.config
+        joint = bool(members) and X.shape[1] > 1 and cfg.multivariate == "joint"
+        if not cfg.classic or joint:
+            # joint window: auto never takes a pick (the members' fallback decides), see the docstring
+            scores, info = self._combine(members, pick_ok=not joint)
             self.selection_ = [{"channel": None, "period": None, **info}]
             return scores
         per_channel = [self._channel(X, c, members) for c in range(X.shape[1])]
@@ -167,14 +182,16 @@ class EnsembleDetector(BaseDetector):
         scores, info = self._combine(cands + members)
         return scores, {"channel": c, "period": period, **info}
 
-    def _combine(self, cands: list[tuple]) -> tuple[np.ndarray, dict[str, Any]]:
-        """The selection rule: the most confident candidate, or the fixed fallback."""
+    def _combine(self, cands: list[tuple], pick_ok: bool = True) -> tuple[np.ndarray, dict[str, Any]]:
+        """The selection rule: the most confident candidate, or the fixed fallback (the fallback
+        whenever ``pick_ok`` is False and the selection is not ``confidence``)."""
         cfg = self.config
         conf = [peak_confidence(s, max(int(w), cfg.min_exclusion), ref) for _, w, s, ref in cands]
         best = int(np.argmax(conf))
         info = {"candidates": [(k, int(w), float(q)) for (k, w, _, _), q in zip(cands, conf)],
                 "chosen": best, "confidence": float(conf[best])}
-        if cfg.selection == "confidence" or (cfg.selection == "auto" and conf[best] >= cfg.min_confidence):
+        if cfg.selection == "confidence" or (
+                cfg.selection == "auto" and pick_ok and conf[best] >= cfg.min_confidence):
             return np.asarray(cands[best][2], dtype=np.float64), info
         pool = cands if cfg.fallback == "mean" or not self.members_ else self._fallback_pool(cands[-len(self.members_):])
         info["chosen"] = "mean"
@@ -187,7 +204,7 @@ class EnsembleDetector(BaseDetector):
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, Any]:
-        return {"periods": self.periods_,
+        return {"periods": self.periods_, "multivariate": self.config.multivariate,
                 "members": [{"kind": m.kind, "params": m.get_params(), "threshold": m.threshold_,
                              "state": m._state()} for m in self.members_]}
 
@@ -201,6 +218,8 @@ class EnsembleDetector(BaseDetector):
     def _restore(self, state: dict[str, Any], weights: dict[str, Any], device: str | None) -> None:
         from capmix.detectors.registry import detector_class
 
+        if "multivariate" not in state:  # saved before the joint default: scored (and thresholded) per channel
+            self.config = self.config.replace(multivariate="per_channel")
         self.periods_ = [None if p is None else int(p) for p in state["periods"]]
         self.reference_ = weights["reference"].numpy().astype(np.float64)
         self.members_ = []

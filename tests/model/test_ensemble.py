@@ -1,0 +1,101 @@
+"""The ensemble's defaults off UCR: multivariate input is scored on the joint window of its members."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import capmix
+from capmix.detectors.ensemble import EnsembleConfig, EnsembleDetector
+
+
+def _series(n_train: int = 1200, n_test: int = 800, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two channels: a noisy sine, and a channel that is CONSTANT in training and has one spike in test."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_train + n_test)
+    x = np.c_[np.sin(2 * np.pi * t / 50) + 0.1 * rng.standard_normal(t.size), np.zeros(t.size)]
+    x[n_train + 400, 1] = 1.0
+    x[n_train + 600 : n_train + 620, 0] += 2.0  # an anomaly the joint window sees
+    return x[:n_train], x[n_train:]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return _series()
+
+
+@pytest.fixture(scope="module")
+def joint(data):
+    xtr, _ = data
+    return capmix.build_detector("ensemble", seed=0).fit(xtr)
+
+
+def test_default_is_joint_with_the_members_fallback():
+    cfg = EnsembleConfig()
+    assert cfg.multivariate == "joint"
+    assert cfg.members == ("ocsvm", "iforest") and cfg.selection == "auto" and cfg.min_confidence == 0.3
+    assert cfg.fallback == "members" and cfg.fallback_members is None
+
+
+def test_multivariate_scores_are_the_joint_members_mean(joint, data):
+    _, xte = data
+    scores = joint.decision_function(xte)
+    # one joint selection (no per-channel entries), and it is the fallback even if a member is confident
+    assert len(joint.selection_) == 1 and joint.selection_[0]["channel"] is None
+    assert joint.selection_[0]["chosen"] == "mean"
+    assert [k for k, _, _ in joint.selection_[0]["candidates"]] == ["ocsvm", "iforest"]
+    members = joint._member_candidates(joint._check_input(xte, joint.config.window))
+    np.testing.assert_allclose(scores, np.mean([z for _, _, z, _ in members], axis=0))
+
+
+def test_per_channel_maximum_is_what_the_joint_default_avoids(joint, data):
+    """Per channel, the training-constant channel's spike is a confident pick with robust z in the
+    billions, and the maximum over channels is that pick: the failure seen on ASD and SMD."""
+    xtr, xte = data
+    old = capmix.build_detector("ensemble", seed=0, multivariate="per_channel").fit(xtr)
+    s_old = old.decision_function(xte)
+    assert [ch["channel"] for ch in old.selection_] == [0, 1]
+    assert old.selection_[1]["chosen"] != "mean"  # the constant channel's spike was picked
+    assert s_old.max() > 1e6
+    s_new = joint.decision_function(xte)
+    assert s_new.max() < 1e6
+    # the joint score still ranks the anomaly on channel 0 above the normal test part
+    assert s_new[600:620].mean() > np.quantile(s_new[:400], 0.99)
+
+
+def test_selection_confidence_keeps_the_most_confident_member(data):
+    xtr, xte = data
+    det = capmix.build_detector("ensemble", seed=0, selection="confidence").fit(xtr)
+    scores = det.decision_function(xte)
+    info = det.selection_[0]
+    assert isinstance(info["chosen"], int) and info["chosen"] in (0, 1)
+    members = det._member_candidates(det._check_input(xte, det.config.window))
+    np.testing.assert_allclose(scores, members[info["chosen"]][2])
+
+
+def test_univariate_and_memberless_inputs_are_unchanged(data):
+    """The joint rule touches neither univariate input (UCR, NAB, AIOps) nor the ucr preset (no members)."""
+    xtr, xte = data
+    uni = [capmix.build_detector("ensemble", seed=0, multivariate=m).fit(xtr[:, :1]) for m in ("joint", "per_channel")]
+    np.testing.assert_array_equal(uni[0].decision_function(xte[:, :1]), uni[1].decision_function(xte[:, :1]))
+    assert uni[0].selection_[0]["channel"] == 0
+    bare = capmix.build_detector("ensemble", seed=0, members=(), selection="confidence").fit(xtr)
+    bare.decision_function(xte)
+    assert [ch["channel"] for ch in bare.selection_] == [0, 1]
+
+
+def test_saved_model_keeps_its_scoring_and_old_files_load_per_channel(joint, data, tmp_path):
+    _, xte = data
+    joint.save(tmp_path / "m")
+    loaded = capmix.load_detector(tmp_path / "m")
+    assert loaded.config.multivariate == "joint"
+    np.testing.assert_allclose(loaded.decision_function(xte), joint.decision_function(xte), rtol=1e-6, atol=1e-6)
+    # a file written before the joint default has no "multivariate" in its state: it was scored per channel
+    import torch
+
+    state = {k: v for k, v in joint._state().items() if k != "multivariate"}
+    weights = {k: torch.as_tensor(np.asarray(v)) for k, v in joint._weights().items()}
+    old = EnsembleDetector()
+    old.n_channels_ = joint.n_channels_
+    old._restore(state, weights, None)
+    assert old.config.multivariate == "per_channel"
