@@ -15,15 +15,16 @@ against the same score on known-normal training data, and then
 * ``selection: auto`` uses the confident candidate when its confidence reaches ``min_confidence``
   and ``fallback`` otherwise.
 
-Univariate input (and any input with ``multivariate: per_channel``) is scored channel by channel,
-each channel's choice among its own classic candidates and the members, combined by the maximum.
-Multivariate input with learned members is scored by default on the JOINT window
-(``multivariate: joint``): the members already see all channels together, and the fixed fallback
-of those members is the score (``selection: confidence`` keeps the most confident member). On the
-sets this was chosen on (bench/ensemble_fallback_study.py: every series of NAB, AIOps, ASD and SMD
-the earlier benches used) the per-channel maximum lost to the joint fallback on ASD and SMD (one
-confident pick among 19-38 channels decides the maximum, and channels constant in training give
-robust z-scores in the billions) and cost ~10 s per channel. ``threshold_`` comes from the same
+Input is scored channel by channel by default (``multivariate: per_channel``): each channel's choice
+among its own classic candidates and the members, combined by the maximum. ``multivariate: joint``
+scores multivariate input with learned members on the JOINT window instead: the members already see
+all channels together, and their fixed fallback is the score (``selection: confidence`` keeps the
+most confident member). Joint won where it was chosen (bench/ensemble_fallback_study.py: ASD and SMD,
+where one confident pick among 19-38 channels decides the maximum and channels constant in training
+give robust z-scores in the billions) and costs ~1 s instead of ~10 s per channel, but lost on the
+data kept for the check (SMAP -21, MSL -6 AUC-PR points: one telemetry channel beside one-hot command
+channels, where the per-channel maximum finds the telemetry anomaly), so it is an option, not the
+default (docs/results.md). ``threshold_`` comes from the same
 procedure on the held-out tail of the training period (``val_fraction``), with the reference cut
 before it, so ``predict`` never looks past training data.
 """
@@ -83,7 +84,7 @@ class EnsembleConfig(BaseModel):
         None, description="members averaged by fallback 'members' (None = all); the others only compete on confidence")
     min_exclusion: int = Field(100, ge=1, description="peaks closer than max(window, this) points are one peak")
     multivariate: Literal["joint", "per_channel"] = Field(
-        "joint", description="input with several channels: the learned members on the joint window (their "
+        "per_channel", description="input with several channels: the learned members on the joint window (their "
                              "fallback, or the most confident under selection 'confidence'), or every channel's "
                              "own choice combined by the maximum; without members always per_channel")
 
@@ -218,7 +219,7 @@ class EnsembleDetector(BaseDetector):
     def _restore(self, state: dict[str, Any], weights: dict[str, Any], device: str | None) -> None:
         from capmix.detectors.registry import detector_class
 
-        if "multivariate" not in state:  # saved before the joint default: scored (and thresholded) per channel
+        if "multivariate" not in state:  # saved before the option existed: scored (and thresholded) per channel
             self.config = self.config.replace(multivariate="per_channel")
         self.periods_ = [None if p is None else int(p) for p in state["periods"]]
         self.reference_ = weights["reference"].numpy().astype(np.float64)
