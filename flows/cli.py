@@ -141,7 +141,7 @@ def simulate(
     home = env["PREFECT_HOME"]
     out.print(f"runs: PREFECT_HOME={home} PREFECT_API_DATABASE_CONNECTION_URL={env['PREFECT_API_DATABASE_CONNECTION_URL']} "
               ".venv/bin/prefect server start   (then http://127.0.0.1:4200)", soft_wrap=True, highlight=False)
-    out.print(f"      .venv/bin/mlflow ui --backend-store-uri sqlite:///{Path(workdir).resolve() / 'mlflow.db'}",
+    out.print(f"      DO_NOT_TRACK=true .venv/bin/mlflow ui --backend-store-uri sqlite:///{Path(workdir).resolve() / 'mlflow.db'}",
               soft_wrap=True, highlight=False)
 
 

@@ -394,7 +394,8 @@ def print_summary(summary: dict[str, Any], p: Params) -> None:
     con.print(f"done in {summary['seconds']}s. Look at the runs (then open http://127.0.0.1:5000 and "
               "http://127.0.0.1:4200):", soft_wrap=True)
     # one command per line, never wrapped, so each can be copied as it is
-    con.print(f"  .venv/bin/mlflow ui --backend-store-uri {uri}", soft_wrap=True, highlight=False)
+    # DO_NOT_TRACK: MLflow's server reports usage otherwise (Prefect's is off in prefect.toml)
+    con.print(f"  DO_NOT_TRACK=true .venv/bin/mlflow ui --backend-store-uri {uri}", soft_wrap=True, highlight=False)
     con.print("  .venv/bin/prefect server start", soft_wrap=True, highlight=False)
 
 
