@@ -123,6 +123,8 @@ def out_dir_lock(out: Path, log: Any) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------------ Prefect flow runs
+#: The flows whose runs tag their process, so a later run can mark a killed one Crashed.
+CAPMIX_FLOWS = ("capmix-nightly", "capmix-day", "capmix-train", "capmix-score")
 #: Flow-run tags naming the process that runs it (a killed process cannot report its own crash).
 PREFECT_PID_TAG = "capmix.pid:"
 PREFECT_HOST_TAG = "capmix.host:"

@@ -351,7 +351,7 @@ def nightly_flow(params_path: str = "params.yaml") -> list[dict[str, Any]]:
     log = get_run_logger()
     p = load_params(params_path)
     paths = NightlyPaths.of(p)
-    for dead in locks.crash_dead_flow_runs((FLOW_NAME, DAY_FLOW_NAME)):
+    for dead in locks.crash_dead_flow_runs(locks.CAPMIX_FLOWS):
         log.warning("flow run %s was left Running by a killed process: marked Crashed", dead)
     locks.tag_flow_run_owner()
     rows = []

@@ -39,6 +39,7 @@ from capmix.data.canonical import LABEL_COL, RESERVED_COLUMNS, SERIES_COL, SPLIT
 from capmix.data.validation import DataValidationError
 from capmix.modelfiles import sha256_file
 from flows.bundle import CAPMixBundleModel, download_bundle
+from flows.locks import tag_flow_run_owner
 from flows.train import setup_mlflow
 
 #: Outputs up to this size are logged as an artifact of the scoring run (bigger ones: only their path).
@@ -210,6 +211,7 @@ def scoring_flow(input_path: str, output_path: str, params_path: str = "params.y
     """Score ``input_path`` with the champion (or ``model_uri``) and write ``output_path``."""
     log = get_run_logger()
     t0 = time.perf_counter()
+    tag_flow_run_owner()  # a later run can then tell this one was killed (flows/locks.py)
     p = load_params(params_path)
     setup_mlflow(p)
     mlflow.set_experiment(p.mlflow.scoring)

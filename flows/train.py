@@ -29,7 +29,15 @@ from capmix.pipeline import write_evaluation
 from capmix.redaction import redact
 from capmix.evaluation.plots import plot_dtw_histogram, plot_training_curves
 from flows import promotion, tasks
-from flows.locks import fail_dead_runs, out_dir_lock, registry_lock, run_owner_tags
+from flows.locks import (
+    CAPMIX_FLOWS,
+    crash_dead_flow_runs,
+    fail_dead_runs,
+    out_dir_lock,
+    registry_lock,
+    run_owner_tags,
+    tag_flow_run_owner,
+)
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # read by MLflow's UI to pick the experiment's landing view
 HEADLINE = ("validation_rpa_f1", "oracle_rpa_f1", "auc_pr", "auc_roc")
@@ -106,6 +114,9 @@ def training_flow(
     """
     log = get_run_logger()
     t0 = time.perf_counter()
+    tag_flow_run_owner()  # a later run can then tell this one was killed (flows/locks.py)
+    for dead in crash_dead_flow_runs(CAPMIX_FLOWS):
+        log.warning("flow run %s was left Running by a killed process: marked Crashed", dead)
     p = load_params(params_path)
     dirs = _Dirs(Path(p.flow.out_dir).resolve())
     # one flow at a time per output directory: a second flow started at once waits here instead of
