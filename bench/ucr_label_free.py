@@ -82,6 +82,16 @@ def ucr_archive_hit(test_scores: np.ndarray, train_end: int, start: int, end: in
     return start - TOLERANCE <= pos <= end + TOLERANCE
 
 
+def _smoothed(gen, mults):
+    """Each candidate, then its moving mean over ``m * window`` for every ``m`` in ``mults``
+    (kind suffixed ``_sm<m>``; the training scores smoothed alike)."""
+    for kind, window, scores, ref in gen:
+        yield kind, window, scores, ref
+        for m in mults:
+            w = max(2, int(round(m * window)))
+            yield f"{kind}_sm{m:g}", window, classic.moving_mean(scores, w), classic.moving_mean(ref, w)
+
+
 def run_series(path: Path, args) -> dict:
     """Score one series with every candidate; the record written to its JSON."""
     meta = parse_name(path)
@@ -100,9 +110,14 @@ def run_series(path: Path, args) -> dict:
         max_len=args.max_len,
         mp_mults=tuple(args.mp_mults),
         roll_mults=tuple(args.roll_mults),
+        roll_kinds=tuple(args.roll_kinds),
+        mp_kinds=tuple(args.mp_kinds),
+        flat_kinds=tuple(args.flat_kinds),
+        flat_mults=tuple(args.flat_mults),
+        mp_smooth=args.mp_smooth,
     )
     tk = time.perf_counter()
-    for kind, window, scores, ref in gen:
+    for kind, window, scores, ref in _smoothed(gen, args.smooth):
         excl = max(int(window), TOLERANCE)
         finite = scores[np.isfinite(scores)]
         med = float(np.median(finite)) if finite.size else 0.0
@@ -150,6 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-period", type=int, default=4000)
     ap.add_argument("--mp-mults", type=float, nargs="+", default=[1.0, 2.0])
     ap.add_argument("--roll-mults", type=float, nargs="+", default=[0.5, 1.0, 2.0])
+    ap.add_argument("--roll-kinds", nargs="*", default=["std_diff", "ptp_diff"])
+    ap.add_argument("--mp-kinds", nargs="*", default=["mp_novelty", "mp_discord", "mp_raw_novelty", "mp_raw_discord"])
+    ap.add_argument("--flat-kinds", nargs="*", default=[], help="inverse rolling kinds (std_inv, std_diff_inv, ...)")
+    ap.add_argument("--flat-mults", type=float, nargs="+", default=[2.0, 4.0])
+    ap.add_argument("--mp-smooth", type=float, default=0.0, help="join scores smoothed over this many windows")
+    ap.add_argument("--smooth", type=float, nargs="*", default=[], help="also each candidate's moving mean over these window multiples")
     args = ap.parse_args(argv)
     files = sorted(DATA.glob("*.txt.xz"))
     if args.half != "all":

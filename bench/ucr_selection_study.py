@@ -1,6 +1,7 @@
 """Offline study of label-free candidate-selection rules on recorded ``bench/ucr_label_free.py`` JSONs.
 
     OMP_NUM_THREADS=1 python bench/ucr_selection_study.py /tmp/ucr_lf/odd
+    OMP_NUM_THREADS=1 python bench/ucr_selection_study.py --pools BASE_DIR ROLL_DIR MP_DIR
 
 Reads ONLY the given directory (the odd half; the even half is held out for the final check).
 Every rule sees the recorded label-free fields (kind, window, conf, conf_test, train_q =
@@ -465,7 +466,75 @@ def round4(recs):
         print(f"   chosen w={g} ({s_tr}/{n_tr}) -> {s_te}/{n_te}")
 
 
+# ---- candidate pools: several recorded runs of one half merged ------------------------------
+
+
+def load_merged(dirs: list[Path]) -> list[dict]:
+    """Candidates of several ``ucr_label_free.py`` runs of the same series, merged (first run wins a
+    duplicate kind and window); each candidate keyed by (kind, nearest window multiple of the period)."""
+    recs, by = None, {}
+    for d in dirs:
+        rs = load(d)
+        if recs is None:
+            recs, by = rs, {r["index"]: r for r in rs}
+            continue
+        for r in rs:
+            b = by[r["index"]]
+            have = {(c["kind"], c["window"]) for c in b["candidates"]}
+            b["candidates"] += [c for c in r["candidates"] if (c["kind"], c["window"]) not in have]
+    for r in recs:
+        for c in r["candidates"]:
+            mult = min((0.25, 0.5, 1, 2, 4), key=lambda m: abs(np.log(c["window"] / (m * r["p_eff"]))))
+            c["key"] = (c["kind"], mult)
+    return recs
+
+
+def pool_hits(recs: list[dict], keys: set, feat=f_conf) -> int:
+    n = 0
+    for r in recs:
+        cs = [c for c in r["candidates"] if c["key"] in keys]
+        n += bool(cs) and bool(cs[int(np.argmax([feat(c, r) for c in cs]))]["hit"])
+    return n
+
+
+def pools(dirs: list[Path]) -> None:
+    """The candidate pools compared for the ucr preset (docs/results.md): the base set, without the
+    raw (non-normalised) joins, with inverse rolling statistics, with more join windows, smoothed joins.
+    ``dirs``: a run of the base set, one of every rolling kind on 0.25-4 periods, one of the normalised
+    joins on 0.5-4 periods with ``--smooth 0.5 1`` (commands in the results)."""
+    assert not any("even" in str(d) for d in dirs), "honesty rule: study the odd half only"
+    recs = load_merged(dirs)
+    q1 = [r for r in recs if r["index"] % 4 == 1]
+    q3 = [r for r in recs if r["index"] % 4 == 3]
+    roll = {(k, m) for k in ("std_diff", "ptp_diff") for m in (0.5, 1, 2)}
+    mp = lambda kinds, mults: {(k, m) for k in kinds for m in mults}  # noqa: E731
+    norm, raw = ("mp_novelty", "mp_discord"), ("mp_raw_novelty", "mp_raw_discord")
+    sm = lambda s: tuple(f"{k}_sm{s}" for k in norm)  # noqa: E731
+    inv = mp(("std_diff_inv", "std_inv"), (2, 4))
+    base = roll | mp(norm + raw, (1, 2))
+    cands = {
+        "base (the ucr preset)": base,
+        "base + std_diff_inv,std_inv x 2,4": base | inv,
+        "base + every inverse kind x 2,4": base | mp(("std_diff_inv", "ptp_diff_inv", "std_inv", "ptp_inv"), (2, 4)),
+        "base + std_diff_inv,std_inv x 1,2,4": base | mp(("std_diff_inv", "std_inv"), (1, 2, 4)),
+        "no raw joins": roll | mp(norm, (1, 2)),
+        "no raw + inv": roll | mp(norm, (1, 2)) | inv,
+        "no raw + inv, joins x 0.5,1,2": roll | mp(norm, (0.5, 1, 2)) | inv,
+        "no raw + inv, joins x 1,2,4": roll | mp(norm, (1, 2, 4)) | inv,
+        "no raw + inv, joins smoothed 0.5 (chosen)": roll | mp(sm(0.5), (1, 2)) | inv,
+        "no raw + inv, joins smoothed 1": roll | mp(sm(1), (1, 2)) | inv,
+        "no raw + inv, joins raw and smoothed 0.5": roll | mp(norm + sm(0.5), (1, 2)) | inv,
+    }
+    print(f"\n-- candidate pools, max conf ({len(recs)} series; q1 / q3 = index 1 / 3 mod 4)")
+    for name, keys in cands.items():
+        orc = sum(any(c["hit"] for c in r["candidates"] if c["key"] in keys) for r in recs)
+        print(f"{name:45s} {pool_hits(recs, keys):4d}  q1 {pool_hits(q1, keys):3d}  q3 {pool_hits(q3, keys):3d}  any {orc}")
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--pools"]:
+        pools([Path(a) for a in sys.argv[2:]])
+        sys.exit(0)
     main(sys.argv[1:])
     _recs = load(Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/ucr_lf/odd"))
     round2(_recs)

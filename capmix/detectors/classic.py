@@ -178,6 +178,9 @@ def candidate_scores(
     default_period: int = 100,
     roll_kinds: tuple[str, ...] = ("std_diff", "ptp_diff"),
     mp_kinds: tuple[str, ...] = ("mp_novelty", "mp_discord", "mp_raw_novelty", "mp_raw_discord"),
+    flat_kinds: tuple[str, ...] = (),
+    flat_mults: tuple[float, ...] = (2.0, 4.0),
+    mp_smooth: float = 0.0,
 ) -> Iterator[tuple[str, int, np.ndarray, np.ndarray]]:
     """Yield ``(kind, window, test_scores, train_scores)`` with windows tied to ``period`` (points).
 
@@ -185,6 +188,13 @@ def candidate_scores(
     Defaults are the set chosen on the odd UCR series: signal-level and inverse rolling stats
     (``std``, ``ptp``, ``*_inv``) are available but off, they won spurious selections more often
     than real ones; half-period joins were weak too.
+    ``flat_kinds`` are inverse rolling statistics (``std_inv``, ``std_diff_inv``, ...: low
+    variability scores high, for flat lines and dropouts) on their own multiples ``flat_mults``:
+    a window of several periods, so one period's quiet phase is no drop (chosen on the odd UCR
+    series, where it helped; the held-out even half did not confirm it: docs/results.md; off by default).
+    ``mp_smooth`` > 0 replaces each join score (and its training reference) by its centred moving
+    mean over ``mp_smooth`` times the join window: the block-mean joins are jagged, and their
+    smoothed top peak stands out more clearly (0.5 chosen on the odd UCR series; off by default).
     Rolling statistics run at full resolution (they are linear-time and noise anomalies live in
     the high frequencies); joins run on block means of ``_factor`` points. ``window`` is in
     original points in every case.
@@ -195,6 +205,12 @@ def candidate_scores(
         for kind in roll_kinds:
             stat, diff, inv = kind.split("_")[0], "_diff" in kind, kind.endswith("_inv")
             yield (kind, w, *rolling_score(train, test, w, stat, diff, inv, with_train=True))
+    for mult in flat_mults if flat_kinds else ():
+        w = max(4, int(round(mult * p)))
+        for kind in flat_kinds:
+            if not kind.endswith("_inv"):
+                raise ValueError(f"flat kind {kind!r}: an inverse rolling statistic (std_inv, ptp_diff_inv, ...)")
+            yield (kind, w, *rolling_score(train, test, w, kind.split("_")[0], "_diff" in kind, True, with_train=True))
     if not mp_kinds:
         return
     f = _factor(p, train.shape[0] + test.shape[0], points_per_period, max_len)
@@ -209,7 +225,9 @@ def candidate_scores(
                 continue
             ref = train_profile(tr, m, normalize=not raw)
             ref_z = expand(robust_z(ref, ref), f, train.shape[0])
+            sw = int(round(mp_smooth * m * f))
+            ref_z = moving_mean(ref_z, sw) if sw > 1 else ref_z
             for kind in kinds:
                 fn = mp_novelty if kind.endswith("novelty") else mp_discord
-                z = fn(tr, te, m, normalize=not raw, ref=ref)
-                yield kind, m * f, expand(z, f, test.shape[0]), ref_z
+                z = expand(fn(tr, te, m, normalize=not raw, ref=ref), f, test.shape[0])
+                yield kind, m * f, moving_mean(z, sw) if sw > 1 else z, ref_z

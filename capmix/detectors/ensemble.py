@@ -69,6 +69,10 @@ class EnsembleConfig(BaseModel):
     mp_mults: tuple[float, ...] = (1.0, 2.0)
     roll_kinds: tuple[str, ...] = ("std_diff", "ptp_diff")
     mp_kinds: tuple[str, ...] = ("mp_novelty", "mp_discord", "mp_raw_novelty", "mp_raw_discord")
+    flat_kinds: tuple[str, ...] = Field((), description="inverse rolling statistics (flat lines score high), "
+                                        "e.g. [std_diff_inv, std_inv]; none by default")
+    flat_mults: tuple[float, ...] = Field((2.0, 4.0), description="windows of the flat kinds, in periods")
+    mp_smooth: float = Field(0.0, ge=0.0, description="moving mean of each join score over this many join windows (0 = none)")
     points_per_period: int = Field(32, ge=4, description="matrix-profile joins run on this many points per period")
     max_join_points: int = Field(40_000, ge=1000, description="longest series a join sees (block means beyond)")
     default_period: int = Field(100, ge=4, description="window unit when no period is found")
@@ -179,7 +183,8 @@ class EnsembleDetector(BaseDetector):
         cands = list(candidate_scores(
             self.reference_[:, c], X[:, c], period, roll_mults=cfg.roll_mults, mp_mults=cfg.mp_mults,
             points_per_period=cfg.points_per_period, max_len=cfg.max_join_points,
-            default_period=cfg.default_period, roll_kinds=cfg.roll_kinds, mp_kinds=cfg.mp_kinds))
+            default_period=cfg.default_period, roll_kinds=cfg.roll_kinds, mp_kinds=cfg.mp_kinds,
+            flat_kinds=cfg.flat_kinds, flat_mults=cfg.flat_mults, mp_smooth=cfg.mp_smooth))
         scores, info = self._combine(cands + members)
         return scores, {"channel": c, "period": period, **info}
 

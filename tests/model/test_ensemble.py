@@ -100,3 +100,22 @@ def test_saved_model_keeps_its_scoring_and_old_files_load_per_channel(joint, dat
     old.n_channels_ = joint.n_channels_
     old._restore(state, weights, None)
     assert old.config.multivariate == "per_channel"
+
+
+def test_flat_kinds_are_off_by_default_and_find_a_dropout_when_on():
+    """``flat_kinds`` (inverse rolling statistics, chosen for the ucr preset on the odd UCR series)
+    leave the default candidate set alone; switched on, the memberless confidence ensemble puts its
+    top score inside a flat stretch of a noisy sine."""
+    assert EnsembleConfig().flat_kinds == ()
+    rng = np.random.default_rng(3)
+    t = np.arange(6000)
+    x = (np.sin(2 * np.pi * t / 50) + 0.1 * rng.standard_normal(t.size))[:, None]
+    x[4500:4650, 0] = x[4500, 0]
+    kw = dict(seed=0, members=(), selection="confidence", mp_kinds=())
+    flat = capmix.build_detector("ensemble", flat_kinds=("std_diff_inv", "std_inv"), **kw).fit(x[:3000])
+    assert 1400 <= int(np.argmax(flat.decision_function(x[3000:]))) <= 1750
+    chosen = flat.selection_[0]["candidates"][flat.selection_[0]["chosen"]]
+    assert chosen[0].endswith("_inv") and chosen[1] in (100, 200) and flat.selection_[0]["confidence"] > 0.8
+    plain = capmix.build_detector("ensemble", **kw).fit(x[:3000])
+    plain.decision_function(x[3000:])
+    assert plain.selection_[0]["confidence"] < 0.5  # the default candidates see the dropout only weakly
