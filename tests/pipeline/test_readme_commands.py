@@ -136,7 +136,9 @@ def base_env(work: Path, copy: Path) -> dict[str, str]:
     guard = work / "guard"
     guard.mkdir()
     (guard / "sitecustomize.py").write_text(_network_guard())
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_DROP_ENV) and k != "VIRTUAL_ENV"}
+    # MAKELEVEL/MAKEFLAGS: under `make test` the inner make would act as a sub-make ("Entering directory")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(_DROP_ENV) and k not in ("VIRTUAL_ENV", "MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     env.update(TELEMETRY_OFF)
     env.update({
         # a shell before `source .venv/bin/activate`: the venv is not on PATH yet
