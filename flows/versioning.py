@@ -31,32 +31,50 @@ def dvc_root(folder: Path) -> Path:
     try:
         return Path(Repo.find_root(str(folder.parent)))
     except Exception:  # dvc.exceptions.NotDvcRepoError: no repository above the folder
-        dvc_log = logging.getLogger("dvc")
-        level = dvc_log.level
-        dvc_log.setLevel(logging.WARNING)
-        try:  # DVC's "Initialized DVC repository." banner, printed and logged
-            with contextlib.redirect_stdout(io.StringIO()):
-                Repo.init(str(folder.parent), no_scm=True)
-        finally:
-            dvc_log.setLevel(level)
-        return folder.parent
+        return _init_beside(folder)
+
+
+def _init_beside(folder: Path) -> Path:
+    """A DVC repository without git in ``folder``'s parent."""
+    from dvc.repo import Repo
+
+    dvc_log = logging.getLogger("dvc")
+    level = dvc_log.level
+    dvc_log.setLevel(logging.WARNING)
+    try:  # DVC's "Initialized DVC repository." banner, printed and logged
+        with contextlib.redirect_stdout(io.StringIO()):
+            Repo.init(str(folder.parent), no_scm=True)
+    finally:
+        dvc_log.setLevel(level)
+    return folder.parent
 
 
 def add_version(folder: str | os.PathLike[str]) -> DataVersion:
     """``dvc add folder`` (a no-op for an unchanged folder) and the version it recorded."""
-    from dvc.repo import Repo
+    from dvc.dvcfile import FileIsGitIgnored
 
     folder = Path(folder).resolve()
     root = dvc_root(folder)
+    try:
+        _add(root, folder)
+    except FileIsGitIgnored:
+        # a scratch folder git ignores inside a project (e.g. `capmix simulate --workdir simulation`):
+        # it gets its own repository, so the project's stays as it is
+        _add(_init_beside(folder), folder)
+    dvc_file = folder.with_name(folder.name + ".dvc")
+    out = yaml.safe_load(dvc_file.read_text())["outs"][0]
+    return DataVersion(md5=str(out["md5"]), dvc_file=str(dvc_file), files=int(out.get("nfiles", 0)),
+                       size=int(out.get("size", 0)))
+
+
+def _add(root: Path, folder: Path) -> None:
+    from dvc.repo import Repo
+
     repo = Repo(str(root))
     try:
         repo.add(str(folder))  # under DVC's repository lock: a concurrent `dvc` command waits
     finally:
         repo.close()
-    dvc_file = folder.with_name(folder.name + ".dvc")
-    out = yaml.safe_load(dvc_file.read_text())["outs"][0]
-    return DataVersion(md5=str(out["md5"]), dvc_file=str(dvc_file), files=int(out.get("nfiles", 0)),
-                       size=int(out.get("size", 0)))
 
 
 def cached(folder: str | os.PathLike[str], md5: str) -> bool:

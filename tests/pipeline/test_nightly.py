@@ -252,3 +252,24 @@ def test_capmix_simulate_command(tmp_path):
     assert (tmp_path / "sim" / "prefect" / "prefect.db").is_file()
     assert (tmp_path / "sim" / "alarms" / "2024-01-04.parquet").is_file()
     assert f"PREFECT_HOME={tmp_path / 'sim' / 'prefect'}" in done.stdout
+
+
+def test_data_versions_in_a_git_ignored_folder_get_their_own_dvc_repository(tmp_path):
+    """`capmix simulate --workdir simulation` inside a project whose .gitignore lists it: DVC would refuse
+    a git-ignored .dvc file in the project's repository, so the folder gets a repository of its own."""
+    from dvc.repo import Repo
+
+    from flows.versioning import add_version, cached
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    Repo.init(str(tmp_path))
+    (tmp_path / ".gitignore").write_text("/scratch/\n")
+    history = tmp_path / "scratch" / "history"
+    history.mkdir(parents=True)
+    (history / "a.parquet").write_bytes(b"one")
+    first = add_version(history)
+    assert (tmp_path / "scratch" / ".dvc").is_dir() and cached(history, first["md5"])
+    (history / "a.parquet").write_bytes(b"two")
+    second = add_version(history)
+    assert second["md5"] != first["md5"] and cached(history, first["md5"]) and cached(history, second["md5"])
+    assert not (tmp_path / "scratch.dvc").exists()
