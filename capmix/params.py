@@ -235,8 +235,9 @@ class NightlyParams(_Section):
                                     description="the newest day's last part: champion vs challenger, never trained on")
     retrain: Literal["on_drift", "daily"] = Field(
         "on_drift", description="on_drift: train when there is no champion, the day drifted, or the champion is "
-                                "max_model_age_days old; daily: every day with new data")
-    max_model_age_days: int = Field(7, ge=1)
+                                "last trained max_model_age_days ago; daily: every day with new data")
+    max_model_age_days: int = Field(7, ge=1, description="on_drift: days after the last training (promoted or "
+                                                          "not) when a challenger is trained anyway")
     drift_threshold: float = Field(0.25, gt=0.0, description="PSI above which a day has drifted (0.25: 'act')")
     drift_bins: int = Field(10, ge=2)
     range_margin: float = Field(1.0, ge=0.0, description="values beyond the history's range widened by this x span "

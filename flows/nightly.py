@@ -14,7 +14,7 @@ One ``capmix-nightly`` flow run takes every day file waiting in ``<nightly.workd
 3. **history**: the day appended (params ``nightly.duplicates``/``late``), then ``dvc add`` on the
    history: its hash is the data version, logged to MLflow. An unchanged history is no new version;
 4. **retraining** (``nightly.retrain``): when there is no champion, on drift, or when the champion is
-   ``max_model_age_days`` old. The training flow runs as a subflow on the rolling window
+   ``max_model_age_days`` after the last training. The training flow runs as a subflow on the rolling window
    (``train_days``) and compares challenger and champion on the newest slice (real labels, or probe
    anomalies when the day has none), promoting only past ``nightly.margin``;
 5. **batch scoring**: the champion scores the day; ``alarms/<day>.parquet`` holds the alarms.
@@ -143,17 +143,18 @@ def _champion(p: Params) -> str | None:
         return None
 
 
-def _champion_day(rows: list[dict[str, Any]], version: str | None) -> str | None:
-    """The day whose training produced ``version`` (None: trained outside the nightly flow)."""
-    for r in rows:
-        if version is not None and r.get("registered") == version:
-            return r["day"]
-    return None
+def _last_trained_day(rows: list[dict[str, Any]]) -> str | None:
+    """The last day a challenger was trained (None: never, in this workdir)."""
+    days = [r["day"] for r in rows if r.get("trained") == "yes"]
+    return max(days) if days else None
 
 
 def retrain_reason(p: Params, changed: bool, champion: str | None, drift: DriftReport, day: str,
-                   champion_day: str | None) -> str | None:
-    """Why this day trains a challenger (None: it does not). The one rule, params ``nightly.retrain``."""
+                   last_trained: str | None) -> str | None:
+    """Why this day trains a challenger (None: it does not). The one rule, params ``nightly.retrain``.
+
+    The age rule counts from the last training, promoted or not: a champion that keeps winning is
+    challenged every ``max_model_age_days``, not every day once it is that old."""
     cfg = p.nightly
     if not changed:
         return None
@@ -163,11 +164,11 @@ def retrain_reason(p: Params, changed: bool, champion: str | None, drift: DriftR
         return "daily retraining"
     if drift.drifted:
         return f"drift: PSI {drift.max_psi:.2f} > {cfg.drift_threshold} ({drift.worst})"
-    if champion_day is None:
-        return "the champion's training day is unknown (trained outside the nightly flow)"
-    age = (pd.Timestamp(day) - pd.Timestamp(champion_day)).days
+    if last_trained is None:
+        return "no challenger trained in this workdir yet (the champion was trained elsewhere)"
+    age = (pd.Timestamp(day) - pd.Timestamp(last_trained)).days
     if age >= cfg.max_model_age_days:
-        return f"the champion is {age} days old (nightly.max_model_age_days {cfg.max_model_age_days})"
+        return f"last trained {age} days ago (nightly.max_model_age_days {cfg.max_model_age_days})"
     return None
 
 
@@ -237,7 +238,7 @@ def day_flow(params_path: str, day_file: str, day: str) -> Any:
     taken = _free(paths.processed / file.name)
     shutil.move(str(file), taken)
 
-    reason = retrain_reason(p, row["new_version"], before, drift, day, _champion_day(read_days(paths), before))
+    reason = retrain_reason(p, row["new_version"], before, drift, day, _last_trained_day(read_days(paths)))
     row["retrain_reason"] = reason
     if reason is not None:
         row.update(_train(p, params_path, merged.frame, frame, run_dir, log))
@@ -289,9 +290,15 @@ def _train(p: Params, params_path: str, history: pd.DataFrame, day: pd.DataFrame
         log.error("training failed: %s", state.message)
         return {"trained": "failed", "train_error": state.message}
     summary = state.result()
-    return {"trained": "yes", "labels": sorted(set(labels.values())), "registered": summary.get("version"),
-            "promotion": summary.get("promotion"), "promotion_reason": summary.get("reason"),
-            "challenger_metrics": summary.get("metrics")}
+    out = {"trained": "yes", "labels": sorted(set(labels.values())), "registered": summary.get("version"),
+           "promotion": summary.get("promotion"), "promotion_reason": summary.get("reason"),
+           "challenger_metrics": summary.get("metrics")}
+    if out["registered"] is None:  # the training flow's evaluation gate stopped it (e.g. no anomaly in the slice)
+        metric = p.register.metric
+        out.update(promotion="not registered",
+                   promotion_reason=f"evaluation gate: {metric} = {(summary.get('metrics') or {}).get(metric)} "
+                                    f"(register.min_metric {p.register.min_metric})")
+    return out
 
 
 def _score(p: Params, params_path: str, paths: NightlyPaths, day: str, run_dir: Path, file: Path) -> int | None:

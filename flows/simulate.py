@@ -100,7 +100,7 @@ def simulation_table(rows: list[dict[str, Any]]) -> Any:
         version = str(r.get("version") or "-")[:8] + (" (new)" if r.get("new_version") else "")
         trained = r["trained"]
         if trained == "yes":
-            trained = f"v{r.get('registered')} {r.get('promotion')}"
+            trained = f"v{r['registered']} {r.get('promotion')}" if r.get("registered") else str(r.get("promotion"))
         elif r["checks"] != "quarantined" and not r.get("new_version"):
             trained = "no (no new data)"
         checks = r["checks"] if r["checks"] != "quarantined" else "QUARANTINED"

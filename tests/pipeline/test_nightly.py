@@ -273,3 +273,19 @@ def test_data_versions_in_a_git_ignored_folder_get_their_own_dvc_repository(tmp_
     second = add_version(history)
     assert second["md5"] != first["md5"] and cached(history, first["md5"]) and cached(history, second["md5"])
     assert not (tmp_path / "scratch.dvc").exists()
+
+
+def test_the_retraining_rule():
+    from capmix.data.drift import DriftReport
+    from capmix.params import parse_params
+    from flows.nightly import retrain_reason
+
+    p = parse_params({"nightly": {"retrain": "on_drift", "max_model_age_days": 7, "drift_threshold": 0.25}})
+    calm, moved = DriftReport(0.25, {"a/ch0/value": 0.05}), DriftReport(0.25, {"a/ch0/value": 0.9})
+    assert retrain_reason(p, False, None, moved, "2024-01-10", None) is None          # no new data: never
+    assert retrain_reason(p, True, None, calm, "2024-01-10", None) == "no champion yet"
+    assert retrain_reason(p, True, "1", moved, "2024-01-10", "2024-01-09").startswith("drift: PSI 0.90")
+    assert retrain_reason(p, True, "1", calm, "2024-01-10", "2024-01-04") is None     # 6 days after the last training
+    assert "7 days ago" in retrain_reason(p, True, "1", calm, "2024-01-11", "2024-01-04")
+    daily = parse_params({"nightly": {"retrain": "daily"}})
+    assert retrain_reason(daily, True, "1", calm, "2024-01-10", "2024-01-09") == "daily retraining"
