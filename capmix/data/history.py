@@ -222,7 +222,8 @@ def rolling_dataset(history: pd.DataFrame, day: pd.DataFrame, train_days: int, h
     Per series (of ``day``), the test period is the newest slice, the last ``holdout_fraction`` of the
     day's points; the training period is the ``train_days`` days of history before it. Champion and
     challenger are compared on the newest slice, which the challenger never trained on. A slice without
-    labels gets probe anomalies (:func:`capmix.data.probe.inject_probe`) and their labels. The training
+    labels, or whose labels hold no anomaly (nothing to rank), gets probe anomalies
+    (:func:`capmix.data.probe.inject_probe`) and their labels. The training
     period starts after the last gap of more than ``max_gap`` sampling intervals.
 
     Labels of the training period are never read (training is unsupervised; evaluation reads the test
@@ -244,7 +245,7 @@ def rolling_dataset(history: pd.DataFrame, day: pd.DataFrame, train_days: int, h
                              "nightly.holdout_fraction, or wait for more history")
         x_train = train[channels].to_numpy(dtype=np.float64)
         x_test = test[channels].to_numpy(dtype=np.float64)
-        if labelled(test):
+        if labelled(test) and test[LABEL_COL].sum() > 0:
             y_test = test[LABEL_COL].to_numpy(dtype=np.int8)
             source[str(name)] = "real"
         else:

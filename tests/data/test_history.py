@@ -119,6 +119,10 @@ def test_rolling_dataset_keeps_real_labels_and_refuses_short_windows():
     data, source = rolling_dataset(hist, hist.iloc[200:], train_days=1, holdout_fraction=0.5, min_points=8,
                                    probe=ProbeConfig())
     assert source == {"a": "real"} and data[0].labels[data[0].train_end:].sum() == 1
+    calm = _day("2024-01-01", 300)  # labelled, but no anomaly in the slice: nothing to rank, so probes
+    _, source = rolling_dataset(calm, calm.iloc[200:], train_days=1, holdout_fraction=0.5, min_points=8,
+                                probe=ProbeConfig(n=2, min_length=4, max_length=6))
+    assert source == {"a": "probe"}
     with pytest.raises(ValueError, match="train_days"):
         rolling_dataset(hist, hist.iloc[200:], train_days=1, holdout_fraction=0.5, min_points=500,
                         probe=ProbeConfig())
