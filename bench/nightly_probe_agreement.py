@@ -36,7 +36,7 @@ from sklearn.metrics import average_precision_score  # noqa: E402
 
 from capmix import build_detector  # noqa: E402
 from capmix.data.daily import SimulatedFeed  # noqa: E402
-from capmix.data.history import channels_of, rolling_dataset  # noqa: E402
+from capmix.data.history import rolling_dataset  # noqa: E402
 from capmix.data.probe import ProbeConfig  # noqa: E402
 from capmix.params import load_params  # noqa: E402
 

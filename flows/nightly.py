@@ -40,7 +40,7 @@ import pandas as pd
 import yaml
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.states import Completed, Failed
+from prefect.states import Failed
 
 from capmix.atomic import atomic_file, write_json
 from capmix.data.canonical import TIMESTAMP_COL, write_dataset
@@ -107,7 +107,7 @@ def _record(paths: NightlyPaths, row: dict[str, Any]) -> None:
 def check_day(day: pd.DataFrame, history: pd.DataFrame | None, p: Params, out: Path) -> dict[str, Any]:
     """The scoring-time GX suite on the day, against the history's channels and ranges; raises
     DataValidationError (the day is quarantined) on a failure."""
-    channels = channels_of(history) if history is not None else [c for c in channels_of(day)]
+    channels = channels_of(history if history is not None else day)
     window = p.capmix_window()
     cfg = ValidationConfig(
         kind="univariate" if len(channels) == 1 else "multivariate", channels=channels, window=window,
