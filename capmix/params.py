@@ -514,6 +514,23 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return parse_params(read_params_file(path), str(path))
 
 
+def derive_params(source: str | Path, target: str | Path, changes: dict[str, dict[str, Any]]) -> Path:
+    """Params file ``source`` with ``changes`` (section -> keys) applied, validated, then written atomically
+    to ``target``: the params of a flow run by another (a nightly day's training, a simulation's workdir).
+    A change that breaks the params raises here and writes nothing."""
+    import yaml
+
+    from capmix.atomic import atomic_file
+
+    raw = read_params_file(source)
+    for section, keys in changes.items():
+        raw[section] = {**(raw.get(section) or {}), **keys}
+    parse_params(raw, str(target))
+    with atomic_file(target, suffix=".yaml") as tmp:
+        tmp.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return Path(target)
+
+
 # ------------------------------------------------------------------------------------------ DVC stages
 def stage_params(stage: str, params: Params) -> list[str]:
     """The params keys DVC stage ``stage`` (``capmix <stage>``) reads, exactly as dvc.yaml lists them.

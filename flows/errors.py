@@ -11,9 +11,10 @@ task's I/O retries for transient errors only: retrying a failed validation canno
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from capmix.config import ParamsError
 from capmix.data.validation import DataValidationError
@@ -23,6 +24,7 @@ from capmix.modelfiles import ModelFileError
 USER_ERRORS: tuple[type[BaseException], ...] = (DataValidationError, ParamsError, ModelFileError, ValueError,
                                                 LookupError, FileNotFoundError)
 _NAMES = tuple(cls.__name__ for cls in USER_ERRORS)
+T = TypeVar("T")
 
 
 class _UserErrorFilter(logging.Filter):
@@ -66,6 +68,26 @@ def quiet_user_errors(debug: bool = False) -> Iterator[None]:
     finally:
         for h in handlers:
             h.removeFilter(flt)
+
+
+def run_main(call: Callable[[], T], debug: bool, errors: tuple[type[BaseException], ...] = USER_ERRORS,
+             write_failure: Callable[[OSError], str] | None = None) -> tuple[int, T | None]:
+    """An entry point's ``main`` around its flow: ``(0, result)``, or ``(2, None)`` after one ``error: ...``
+    line for one of ``errors`` (raised with ``debug``) or, with ``write_failure``, for an ``OSError``
+    (a failed write: ``write_failure`` says what to do)."""
+    try:
+        with quiet_user_errors(debug):
+            return 0, call()
+    except errors as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2, None
+    except OSError as exc:
+        if write_failure is None:
+            raise
+        print(f"error: {write_failure(exc)}", file=sys.stderr)
+        return 2, None
 
 
 def retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:

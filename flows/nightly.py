@@ -61,7 +61,7 @@ from capmix.data.history import (
 )
 from capmix.data.probe import ProbeConfig
 from capmix.data.validation import DataValidationError, ValidationConfig, validate_frame
-from capmix.params import Params, load_params
+from capmix.params import Params, derive_params, load_params
 from flows import locks
 from flows.train import runner_for, setup_mlflow, training_flow
 from flows.versioning import add_version
@@ -174,16 +174,12 @@ def retrain_reason(p: Params, changed: bool, champion: str | None, drift: DriftR
 
 def _day_params(p: Params, params_path: str, dataset: Path, run_dir: Path) -> Path:
     """The training flow's params for this day: the user's, with the day's dataset, output folder and margin."""
-    raw = yaml.safe_load(Path(params_path).read_text())
-    raw.setdefault("dataset", {}).update({"name": "nightly", "path": str(dataset), "subset": None})
-    raw.setdefault("flow", {})["out_dir"] = str(run_dir / "out")
-    raw.setdefault("register", {})["margin"] = p.nightly.margin
-    raw.setdefault("validate", {})["out"] = str(run_dir / "validation")
-    out = run_dir / "params.yaml"
-    with atomic_file(out, suffix=".yaml") as tmp:
-        tmp.write_text(yaml.safe_dump(raw, sort_keys=False))
-    load_params(out)  # fail here, with the params error, rather than inside the subflow
-    return out
+    return derive_params(params_path, run_dir / "params.yaml", {
+        "dataset": {"name": "nightly", "path": str(dataset), "subset": None},
+        "flow": {"out_dir": str(run_dir / "out")},
+        "register": {"margin": p.nightly.margin},
+        "validate": {"out": str(run_dir / "validation")},
+    })
 
 
 # ============================================================================================== day
@@ -381,16 +377,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--debug", action="store_true", help="show Prefect's tracebacks of a user error")
     args = ap.parse_args(argv)
-    from flows.errors import USER_ERRORS, quiet_user_errors
+    from flows.errors import USER_ERRORS, run_main
 
-    try:
-        with quiet_user_errors(args.debug):
-            rows = nightly_flow(params_path=args.params)
-    except (*USER_ERRORS, TimeoutError) as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    code, rows = run_main(lambda: nightly_flow(params_path=args.params), args.debug, (*USER_ERRORS, TimeoutError))
+    if code:
+        return code
     for r in rows:
         print(f"{r['day']}: {_one_line(r)}")
     return 0

@@ -278,20 +278,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-uri", default=None, help="default: models:/<register.model_name>@champion")
     ap.add_argument("--debug", action="store_true", help="show Prefect's tracebacks of a user error")
     args = ap.parse_args(argv)
-    from flows.errors import USER_ERRORS, quiet_user_errors
+    from flows.errors import run_main
 
-    try:
-        with quiet_user_errors(args.debug):
-            summary = scoring_flow(input_path=args.input, output_path=args.output, params_path=args.params,
-                                   model_uri=args.model_uri)
-    except USER_ERRORS as exc:  # DataValidationError, ParamsError, ModelFileError included
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: {write_error(exc, args.output)}", file=sys.stderr)
-        return 2
+    # user errors (DataValidationError, ParamsError, ModelFileError, ...): one line, exit 2
+    code, summary = run_main(lambda: scoring_flow(input_path=args.input, output_path=args.output,
+                                                  params_path=args.params, model_uri=args.model_uri),
+                             args.debug, write_failure=lambda exc: write_error(exc, args.output))
+    if code:
+        return code
     print(f"{summary['n_points']} points scored with {summary['model_uri']} (v{summary['model_version']}): "
           f"{summary['n_alarms']} alarms ({summary['alarm_rate']:.2%}) -> {summary['output']}")
     return 0

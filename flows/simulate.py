@@ -15,12 +15,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from capmix.atomic import atomic_file, write_json
 from capmix.data.daily import SimulatedFeed
 from capmix.data.history import write_history
-from capmix.params import load_params
+from capmix.params import derive_params, load_params
 
 __all__ = ["prefect_env", "simulate", "simulation_table"]
 
@@ -42,15 +40,12 @@ def _workdir_params(params_path: str, workdir: Path) -> Path:
     target = workdir / "params.yaml"
     if target.is_file():
         return target
-    raw = yaml.safe_load(Path(params_path).read_text())
-    raw.setdefault("nightly", {})["workdir"] = str(workdir)
-    raw.setdefault("mlflow", {}).update({"tracking_uri": f"sqlite:///{workdir / 'mlflow.db'}",
-                                         "artifact_location": (workdir / "mlartifacts").as_uri()})
-    raw.setdefault("flow", {})["out_dir"] = str(workdir / "runs" / "latest")
-    with atomic_file(target, suffix=".yaml") as tmp:
-        tmp.write_text(yaml.safe_dump(raw, sort_keys=False))
-    load_params(target)
-    return target
+    return derive_params(params_path, target, {
+        "nightly": {"workdir": str(workdir)},
+        "mlflow": {"tracking_uri": f"sqlite:///{workdir / 'mlflow.db'}",
+                   "artifact_location": (workdir / "mlartifacts").as_uri()},
+        "flow": {"out_dir": str(workdir / "runs" / "latest")},
+    })
 
 
 def simulate(days: int, workdir: str | os.PathLike[str], params_path: str = "params.yaml",

@@ -358,24 +358,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-register", action="store_true")
     ap.add_argument("--debug", action="store_true", help="show Prefect's tracebacks of a user error")
     args = ap.parse_args(argv)
-    from flows.errors import USER_ERRORS, quiet_user_errors
+    from flows.errors import USER_ERRORS, run_main
 
-    try:
+    def run() -> tuple[dict[str, Any], Params]:
         p = load_params(args.params)
-        with quiet_user_errors(args.debug):
-            summary = training_flow.with_options(task_runner=runner_for(p))(
-                params_path=args.params, tune=args.tune, register=not args.no_register
-            )
-    except (*USER_ERRORS, TimeoutError) as exc:
-        # bad data, bad params, a broken model: one message and a non-zero exit, no traceback to dig through
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: {write_error(exc, target='a writable flow.out_dir')}", file=sys.stderr)
-        return 2
-    print_summary(summary, p)
+        return training_flow.with_options(task_runner=runner_for(p))(
+            params_path=args.params, tune=args.tune, register=not args.no_register), p
+
+    # bad data, bad params, a broken model, a registry lock held too long: one message and exit 2
+    code, out = run_main(run, args.debug, (*USER_ERRORS, TimeoutError),
+                         write_failure=lambda exc: write_error(exc, target="a writable flow.out_dir"))
+    if code:
+        return code
+    print_summary(*out)
     return 0
 
 

@@ -57,9 +57,11 @@ def inject_probe(values: np.ndarray, reference: np.ndarray, cfg: ProbeConfig,
         kind = PROBE_KINDS[i % len(PROBE_KINDS)]
         length = 1 + int(rng.integers(0, 3)) if kind == "spike" else int(rng.integers(cfg.min_length, cfg.max_length + 1))
         length = min(length, max(t // (2 * cfg.n), 1))
-        free = [s for s in range(0, t - length + 1)
-                if not taken[max(s - length, 0):min(s + 2 * length, t)].any()]
-        if not free:
+        # a start is free when nothing is taken in [s - length, s + 2 * length): one pass of cumulative sums
+        used = np.concatenate([[0], np.cumsum(taken)])
+        starts = np.arange(0, t - length + 1)
+        free = starts[used[np.minimum(starts + 2 * length, t)] == used[np.maximum(starts - length, 0)]]
+        if not free.size:
             break
         s = int(rng.choice(free))
         seg = slice(s, s + length)

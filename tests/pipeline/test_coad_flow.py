@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import mlflow
@@ -24,17 +23,10 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_NAME = "coad-flowtest"
-_MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
 
 
 @pytest.fixture(scope="module")
-def flow_run(tmp_path_factory):
-    from mlflow.tracking import fluent
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
-
+def flow_run(tmp_path_factory, harness, isolated_mlflow):
     base = tmp_path_factory.mktemp("coadflow")
     root = base / "work"
     root.mkdir()
@@ -56,53 +48,38 @@ def flow_run(tmp_path_factory):
     params_path = root / "params.yaml"
     params_path.write_text(yaml.safe_dump(p, sort_keys=False))
 
-    saved = ({k: os.environ.get(k) for k in _MLFLOW_ENV}, tracking_utils._tracking_uri, registry_utils._registry_uri,
-             fluent._active_experiment_id, list(sys.path))
-    for k in _MLFLOW_ENV:
-        os.environ.pop(k, None)
-    os.environ["CAPMIX_GIT_COMMIT"] = "0" * 40
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     MlflowClient(uri, uri).create_experiment("coad-flowtest", artifact_location=(base / "artifacts").as_uri())
     old = Path.cwd()
     os.chdir(root)
     try:
-        with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: base / "prefect"}):
-            with prefect_test_harness(server_startup_timeout=None):
-                from flows.train import training_flow
+        from flows.train import training_flow
 
-                summary = training_flow(params_path=str(params_path))
-                # CAPMix with the anomaly-shift task, another model name (no CoAD/CAPMix gate mixing)
-                p.update(detector="capmix", shift={"enabled": True, "max_series": 1, "plots": 0})
-                p["train"].update(kernel=4, features=8, max_epochs=2, min_epochs=1, min_patch=6, batch_size=128)
-                p["tune"]["enabled"] = False
-                p["register"]["model_name"] = MODEL_NAME + "-capmix"
-                p["flow"]["out_dir"] = "runs/capmix"
-                capmix_params = root / "params-capmix.yaml"
-                capmix_params.write_text(yaml.safe_dump(p, sort_keys=False))
-                capmix_summary = training_flow(params_path=str(capmix_params))
-                # the ensemble: CAPMix (tiny, as above) + the classic candidates, its own model name
-                p.update(detector="ensemble", shift={"enabled": False})
-                p["register"]["model_name"] = MODEL_NAME + "-ensemble"
-                p["flow"]["out_dir"] = "runs/ensemble"
-                ensemble_params = root / "params-ensemble.yaml"
-                ensemble_params.write_text(yaml.safe_dump(p, sort_keys=False))
-                ensemble_summary = training_flow(params_path=str(ensemble_params))
-                from flows.score import scoring_flow
+        summary = training_flow(params_path=str(params_path))
+        # CAPMix with the anomaly-shift task, another model name (no CoAD/CAPMix gate mixing)
+        p.update(detector="capmix", shift={"enabled": True, "max_series": 1, "plots": 0})
+        p["train"].update(kernel=4, features=8, max_epochs=2, min_epochs=1, min_patch=6, batch_size=128)
+        p["tune"]["enabled"] = False
+        p["register"]["model_name"] = MODEL_NAME + "-capmix"
+        p["flow"]["out_dir"] = "runs/capmix"
+        capmix_params = root / "params-capmix.yaml"
+        capmix_params.write_text(yaml.safe_dump(p, sort_keys=False))
+        capmix_summary = training_flow(params_path=str(capmix_params))
+        # the ensemble: CAPMix (tiny, as above) + the classic candidates, its own model name
+        p.update(detector="ensemble", shift={"enabled": False})
+        p["register"]["model_name"] = MODEL_NAME + "-ensemble"
+        p["flow"]["out_dir"] = "runs/ensemble"
+        ensemble_params = root / "params-ensemble.yaml"
+        ensemble_params.write_text(yaml.safe_dump(p, sort_keys=False))
+        ensemble_summary = training_flow(params_path=str(ensemble_params))
+        from flows.score import scoring_flow
 
-                scored = scoring_flow(str(root / "data/default/series.parquet"), str(root / "out/ens.parquet"),
-                                      params_path=str(ensemble_params))
+        scored = scoring_flow(str(root / "data/default/series.parquet"), str(root / "out/ens.parquet"),
+                              params_path=str(ensemble_params))
         yield root, summary, MlflowClient(uri, uri), capmix_summary, (ensemble_summary, scored)
     finally:
         os.chdir(old)
-        env, tracking_utils._tracking_uri, registry_utils._registry_uri, fluent._active_experiment_id, path = saved
-        for k, v in env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        os.environ.pop("CAPMIX_GIT_COMMIT", None)
-        sys.path[:] = path
 
 
 def test_coad_flow_trains_evaluates_and_registers(flow_run):

@@ -103,56 +103,22 @@ def _free_port() -> int:
 
 # =========================================================================================== fixtures
 @pytest.fixture(scope="module")
-def harness(tmp_path_factory):
-    """One temporary Prefect API for the module, with task results (the cache) in a tmp dir, so
-    nothing is shared with ~/.prefect/storage or with other test sessions."""
-    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    storage = tmp_path_factory.mktemp("prefect-results")
-    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: storage}):
-        # None: wait PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (120 s here) for the server
-        with prefect_test_harness(server_startup_timeout=None):
-            yield storage
-
-
-@pytest.fixture(scope="module")
-def ws(tmp_path_factory, harness):
-    """The working directory of the flows + its MLflow store; MLflow's process-global state (which
-    mlflow.set_tracking_uri also writes into os.environ) is restored afterwards."""
-    from mlflow.tracking import fluent
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
+def ws(tmp_path_factory, harness, isolated_mlflow):
+    """The working directory of the flows + its MLflow store (MLflow's process state: ``isolated_mlflow``)."""
     base = tmp_path_factory.mktemp("flows")
     root = base / "work"
     root.mkdir()
     (base / "store").mkdir()
     p = _params(root)
     uri = p["mlflow"]["tracking_uri"]
-    saved = ({k: os.environ.get(k) for k in _MLFLOW_ENV}, tracking_utils._tracking_uri, registry_utils._registry_uri,
-             fluent._active_experiment_id, list(sys.path))
-    for k in _MLFLOW_ENV:
-        os.environ.pop(k, None)
-    os.environ["CAPMIX_GIT_COMMIT"] = "0" * 40  # no git call in log_bundle
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)  # an earlier test may have pinned the registry elsewhere
     client = MlflowClient(uri, uri)
     for name in (p["mlflow"]["experiment"], f"{p['mlflow']['experiment']}-scoring"):
         # explicit artifact roots: the store's default (./mlruns) is relative to the cwd it was opened in
         client.create_experiment(name, artifact_location=(base / "artifacts" / name).as_uri())
-    try:
-        yield SimpleNamespace(root=root, params=p, params_path=_write_params(root / "params.yaml", p), uri=uri,
-                              client=client)
-    finally:
-        env, tracking_utils._tracking_uri, registry_utils._registry_uri, fluent._active_experiment_id, path = saved
-        for k, v in env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        os.environ.pop("CAPMIX_GIT_COMMIT", None)
-        sys.path[:] = path  # loading a pyfunc prepends its code/ directory
+    yield SimpleNamespace(root=root, params=p, params_path=_write_params(root / "params.yaml", p), uri=uri,
+                          client=client)
 
 
 @pytest.fixture

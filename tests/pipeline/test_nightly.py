@@ -24,26 +24,11 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "capmix-nightlytest"
-_MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
 
 
 @pytest.fixture(scope="module")
-def harness(tmp_path_factory):
-    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: tmp_path_factory.mktemp("prefect-results")}):
-        with prefect_test_harness(server_startup_timeout=None):
-            yield
-
-
-@pytest.fixture(scope="module")
-def week(harness, tmp_path_factory):
+def week(harness, isolated_mlflow, tmp_path_factory):
     """Two simulated weeks in one workdir: the day records of each, and the workdir."""
-    from mlflow.tracking import fluent
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
     from flows.simulate import simulate
 
     base = tmp_path_factory.mktemp("nightly")
@@ -53,11 +38,7 @@ def week(harness, tmp_path_factory):
     p["mlflow"]["experiment"] = "nightlytest"
     params = base / "user-params.yaml"
     params.write_text(yaml.safe_dump(p, sort_keys=False))
-    saved = ({k: os.environ.get(k) for k in _MLFLOW_ENV}, tracking_utils._tracking_uri, registry_utils._registry_uri,
-             fluent._active_experiment_id, list(sys.path), Path.cwd())
-    for k in _MLFLOW_ENV:
-        os.environ.pop(k, None)
-    os.environ["CAPMIX_GIT_COMMIT"] = "0" * 40
+    cwd = Path.cwd()
     workdir = base / "sim"
     try:
         os.chdir(base)
@@ -67,14 +48,6 @@ def week(harness, tmp_path_factory):
         yield SimpleNamespace(first=first, second=second, workdir=workdir, mid=mid,
                               uri=f"sqlite:///{workdir / 'mlflow.db'}")
     finally:
-        env, tracking_utils._tracking_uri, registry_utils._registry_uri, fluent._active_experiment_id, path, cwd = saved
-        for k, v in env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        os.environ.pop("CAPMIX_GIT_COMMIT", None)
-        sys.path[:] = path
         os.chdir(cwd)
 
 

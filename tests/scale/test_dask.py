@@ -45,16 +45,6 @@ def _params(root: Path, name: str, **sections: dict) -> str:
     return str(path)
 
 
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory):
-    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: tmp_path_factory.mktemp("prefect-results")}):
-        with prefect_test_harness(server_startup_timeout=None):
-            yield
-
-
 def _run(params_path: str, **kw):
     from capmix.config import load_params
     from flows.train import runner_for, training_flow
