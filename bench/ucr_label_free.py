@@ -27,20 +27,9 @@ DATA = Path("/work/shared/datasets/ucr/all_250")
 TOLERANCE = 100  # points either side of the anomaly that still count (archive rule)
 
 
-def _load_modules():
-    """The three detector modules, loaded from their files (importing the ``capmix`` package
-    would pull in torch, which this CPU-only classic detector does not need)."""
-    root = Path(__file__).resolve().parents[1] / "capmix" / "detectors"
-    mods = []
-    for name in ("period", "classic", "confidence"):
-        spec = importlib.util.spec_from_file_location(f"_ucr_lf_{name}", root / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        mods.append(mod)
-    return mods
-
-
-period_mod, classic, confidence = _load_modules()
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from capmix.detectors import classic, confidence, sweep  # noqa: E402
+from capmix.detectors import period as period_mod  # noqa: E402
 
 
 def parse_name(path: Path) -> dict:
@@ -116,6 +105,8 @@ def run_series(path: Path, args) -> dict:
         flat_mults=tuple(args.flat_mults),
         mp_smooth=args.mp_smooth,
     )
+    if args.scheme == "sweep":
+        return _run_sweep(meta, x, train, test, period, t0, t_period, args)
     tk = time.perf_counter()
     for kind, window, scores, ref in _smoothed(gen, args.smooth):
         excl = max(int(window), TOLERANCE)
@@ -153,6 +144,37 @@ def run_series(path: Path, args) -> dict:
     return meta
 
 
+def _run_sweep(meta, x, train, test, period, t0, t_period, args) -> dict:
+    """The whole-series family (capmix.detectors.sweep) selected by ``peak_ratio``; each candidate
+    keeps the ratio at two exclusions (the window, and max(window, 100 points))."""
+    n = train.shape[0]
+    windows = sweep.sweep_windows(args.sweep_min, args.sweep_max, args.sweep_growth)
+    records, tk = [], time.perf_counter()
+    gen = sweep.sweep_candidates(train, test, windows, tuple(args.sweep_kinds), min_train_windows=args.min_train_windows,
+                                 max_join_points=args.max_len)
+    for kind, window, scores, ref in gen:
+        records.append({
+            "kind": kind, "window": int(window),
+            "hit": ucr_archive_hit(scores, n, meta["start"], meta["end"]),
+            "conf": sweep.candidate_ratio(kind, window, scores, ref),
+            "conf100": sweep.candidate_ratio(kind, max(int(window), TOLERANCE), scores, ref),
+            "peaks": [[n + i + 1, v] for i, v in confidence.top_peaks(scores, max(int(window), TOLERANCE), 3)],
+            "train_max": float(np.max(ref)) if ref.size else 0.0,
+            "seconds": round(time.perf_counter() - tk, 3),
+        })
+        tk = time.perf_counter()
+    best = int(np.argmax([r["conf"] for r in records])) if records else 0
+    meta.update(
+        length=int(x.shape[0]), period=period, seconds_period=round(t_period, 3),
+        seconds=round(time.perf_counter() - t0, 2), selected=best,
+        hit=bool(records and records[best]["hit"]), any_hit=any(r["hit"] for r in records),
+        maxrss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        settings={k: v for k, v in vars(args).items() if k not in ("out", "half", "limit", "force")},
+        candidates=records or [{"kind": "none", "window": 0, "hit": False, "conf": 0.0}],
+    )
+    return meta
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--half", choices=["odd", "even", "all"], default="odd")
@@ -171,6 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--flat-mults", type=float, nargs="+", default=[2.0, 4.0])
     ap.add_argument("--mp-smooth", type=float, default=0.0, help="join scores smoothed over this many windows")
     ap.add_argument("--smooth", type=float, nargs="*", default=[], help="also each candidate's moving mean over these window multiples")
+    ap.add_argument("--scheme", choices=["period", "sweep"], default="period",
+                    help="period-tied robust-z candidates + peak_confidence, or the whole-series sweep + peak_ratio")
+    ap.add_argument("--sweep-min", type=int, default=50)
+    ap.add_argument("--sweep-max", type=int, default=800)
+    ap.add_argument("--sweep-growth", type=float, default=1.2)
+    ap.add_argument("--sweep-kinds", nargs="+", default=list(sweep.ROLL_KINDS + sweep.JOIN_KINDS))
+    ap.add_argument("--min-train-windows", type=int, default=10)
     args = ap.parse_args(argv)
     files = sorted(DATA.glob("*.txt.xz"))
     if args.half != "all":

@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["peak_confidence", "select_candidate", "top_peaks"]
+__all__ = ["peak_confidence", "peak_ratio", "select_candidate", "top_peaks"]
 
 
 def _clean(scores: np.ndarray) -> np.ndarray:
@@ -60,6 +61,34 @@ def peak_confidence(
     if height <= 0 or not np.isfinite(second):
         return 0.0
     return float((top - second) / height)
+
+
+def peak_ratio(scores: np.ndarray, exclusion: int, reference: np.ndarray | None = None) -> float:
+    """top / second for NON-NEGATIVE scores: the highest local peak of ``scores`` over the next one,
+    where the next one is the highest local peak outside +-``exclusion`` of the top or anywhere in
+    ``reference`` (the same score over the training part; a level normal data reaches is no
+    anomaly). A local peak is the maximum within +-``exclusion // 2``, so the top's own shoulders
+    never count as the second. 1 means "no peak stands out"; below 1 the training part has a higher
+    peak; 0 when the score is nowhere positive or nothing but the top is. The ratio is invariant to rescaling, not to an
+    offset, so it is meant for scores whose zero means "nothing unusual" (:mod:`capmix.detectors.sweep`).
+    """
+    s = _clean(scores)
+    if s.size == 0:
+        return 0.0
+    half = max(1, exclusion // 2)
+    local = pd.Series(s).rolling(2 * half + 1, center=True, min_periods=1).max().to_numpy()
+    peaks = np.where(s >= local, s, -np.inf)
+    i = int(np.argmax(peaks))
+    top = float(peaks[i])
+    if not np.isfinite(top) or top <= 0:
+        return 0.0
+    peaks[max(0, i - exclusion): i + exclusion + 1] = -np.inf
+    second = float(peaks.max())
+    if reference is not None and np.isfinite(reference).any():
+        second = max(second, float(np.max(np.asarray(reference, dtype=np.float64)[np.isfinite(reference)])))
+    # nothing else positive: a lone non-zero stretch is usually an artefact (a join weighted to
+    # zero elsewhere), not a confident peak
+    return top / second if second > 0 else 0.0
 
 
 def select_candidate(candidates: Sequence[tuple], exclusion: int | None = None) -> tuple[int, list[float]]:
