@@ -50,6 +50,8 @@ METHODS = {
     "ensemble-oi-conf": ("ensemble", {"members": ("ocsvm", "iforest"), "selection": "confidence"}),
     "ensemble-oi-fallback": ("ensemble", {"members": ("ocsvm", "iforest"), "min_confidence": float("inf")}),
     # CAPMix competes on confidence; the fallback averages the window baselines only
+    # the whole-series sweep family (the ucr preset's scheme) under the default auto selection
+    "ensemble-sweep": ("ensemble", {"scheme": "sweep"}),
     "ensemble-coi": ("ensemble", {"members": ("capmix", "ocsvm", "iforest"), "fallback_members": ("ocsvm", "iforest")}),
 }
 
