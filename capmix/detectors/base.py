@@ -17,6 +17,7 @@ arguments (scikit-learn's convention). ``get_params`` and ``set_params`` hide th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -27,6 +28,17 @@ from typing import Any, ClassVar
 import numpy as np
 
 from capmix.evaluation.thresholds import validation_threshold
+from capmix.threads import limited_threads
+
+
+def _with_thread_limit(method: Any) -> Any:
+    """Run ``method`` under :func:`capmix.threads.limited_threads` (free cores, not all of them)."""
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with limited_threads():
+            return method(self, *args, **kwargs)
+    wrapper.__thread_limited__ = True
+    return wrapper
 
 
 class NotFittedError(RuntimeError):
@@ -127,6 +139,14 @@ class BaseDetector:
     kind: ClassVar[str] = ""
     #: bumped when the saved state or weights change meaning
     format_version: ClassVar[int] = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # every detector's own fit / scoring runs with the machine's free cores (capmix/threads.py)
+        super().__init_subclass__(**kwargs)
+        for name in ("fit", "decision_function", "fit_prepared"):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "__thread_limited__", False):
+                setattr(cls, name, _with_thread_limit(method))
 
     # ------------------------------------------------------------------ hyperparameters
     def get_params(self, deep: bool = True) -> dict[str, Any]:

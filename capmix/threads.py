@@ -1,0 +1,106 @@
+"""How many threads a fit or a scoring call uses: the cores the machine has free, not all of them.
+
+torch, the BLAS behind numpy/scikit-learn and numba each start one thread per core by default. On a
+machine already busy with other jobs those threads fight for the same cores, and OpenMP's spinning
+makes it far worse than sharing: on the 2-core development machine two threads per process ran 13x
+slower than one while other jobs ran (docs/results.md, "Wall times"). So every detector's ``fit`` and
+``decision_function`` run under :func:`limited_threads`, which by default (``CAPMIX_THREADS=auto``)
+uses ``cores - round(1-minute load average)`` threads, at least one; ``CAPMIX_THREADS=<n>`` fixes
+the count and ``CAPMIX_THREADS=all`` leaves the libraries' own defaults alone. Nested calls (an
+ensemble fitting its members) keep the outer call's choice.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+__all__ = ["ENV", "available_cores", "limited_threads", "pick_threads"]
+
+ENV = "CAPMIX_THREADS"
+_state = threading.local()
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS reports it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def pick_threads(policy: str | int | None = None) -> int | None:
+    """Thread count for one call: ``policy`` (default: the ``CAPMIX_THREADS`` environment variable,
+    else ``auto``) as an int, ``auto`` (free cores by the load average) or ``all`` (None: no limit)."""
+    policy = str(policy if policy is not None else os.environ.get(ENV, "auto")).strip().lower()
+    cores = available_cores()
+    if policy == "all":
+        return None
+    if policy == "auto":
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):  # no load average on this OS: all cores
+            return cores
+        return max(1, min(cores, cores - round(load)))
+    try:
+        n = int(policy)
+    except ValueError:
+        raise ValueError(f"{ENV}={policy!r}: use auto, all or a positive number of threads") from None
+    if n < 1:
+        raise ValueError(f"{ENV}={policy!r}: use auto, all or a positive number of threads")
+    return n
+
+
+_CONTROLLER: tuple[int, object] | None = None
+
+
+def _controller():
+    """threadpoolctl's view of the loaded BLAS/OpenMP pools, rebuilt only when modules were imported
+    since (a scan of the loaded libraries costs ~1 ms; a streaming scorer calls
+    ``decision_function`` per chunk, and a later import such as scikit-learn's may bring a new pool)."""
+    global _CONTROLLER
+    if _CONTROLLER is None or _CONTROLLER[0] != len(sys.modules):
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER = (len(sys.modules), ThreadpoolController())
+    return _CONTROLLER[1]
+
+
+@contextmanager
+def limited_threads(n: int | None = None) -> Iterator[int | None]:
+    """Run the block with ``n`` threads in torch, the BLAS/OpenMP pools and numba (``None``: pick by
+    :func:`pick_threads`); the previous settings come back afterwards. Re-entrant: an inner call
+    inside an outer one changes nothing."""
+    if getattr(_state, "active", False):
+        yield getattr(_state, "n", None)
+        return
+    n = pick_threads() if n is None else n
+    if n is None:
+        yield None
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    numba_before = None
+    try:
+        import numba
+
+        numba_before = numba.get_num_threads()
+        numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    except ImportError:  # pragma: no cover - numba comes with stumpy and tslearn
+        pass
+    _state.active, _state.n = True, n
+    try:
+        torch.set_num_threads(n)
+        with _controller().limit(limits=n):
+            yield n
+    finally:
+        torch.set_num_threads(before)
+        if numba_before is not None:
+            import numba
+
+            numba.set_num_threads(numba_before)
+        _state.active, _state.n = False, None
