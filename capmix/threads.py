@@ -5,7 +5,8 @@ machine already busy with other jobs those threads fight for the same cores, and
 makes it far worse than sharing: on the 2-core development machine two threads per process ran 13x
 slower than one while other jobs ran (docs/results.md, "Wall times"). So every detector's ``fit`` and
 ``decision_function`` run under :func:`limited_threads`, which by default (``CAPMIX_THREADS=auto``)
-uses ``cores - round(1-minute load average)`` threads, at least one; ``CAPMIX_THREADS=<n>`` fixes
+uses ``cores - round(load)`` threads, at least one, where the load is the 1-minute load average or
+the processes runnable right now, whichever is lower; ``CAPMIX_THREADS=<n>`` fixes
 the count and ``CAPMIX_THREADS=all`` leaves the libraries' own defaults alone. Nested calls (an
 ensemble fitting its members) keep the outer call's choice.
 """
@@ -32,6 +33,26 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _running_now() -> int | None:
+    """Processes runnable at this instant, this one excluded (Linux ``/proc/loadavg``), else None."""
+    try:
+        with open("/proc/loadavg") as f:
+            return max(0, int(f.read().split()[3].split("/")[0]) - 1)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _load() -> float | None:
+    """Other work on the machine: the 1-minute load average, or the processes runnable right now
+    when fewer (the average lags a minute behind a machine that just went quiet); None if unknown."""
+    try:
+        avg = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+    now = _running_now()
+    return avg if now is None else min(avg, float(now))
+
+
 def pick_threads(policy: str | int | None = None) -> int | None:
     """Thread count for one call: ``policy`` (default: the ``CAPMIX_THREADS`` environment variable,
     else ``auto``) as an int, ``auto`` (free cores by the load average) or ``all`` (None: no limit)."""
@@ -40,11 +61,8 @@ def pick_threads(policy: str | int | None = None) -> int | None:
     if policy == "all":
         return None
     if policy == "auto":
-        try:
-            load = os.getloadavg()[0]
-        except (AttributeError, OSError):  # no load average on this OS: all cores
-            return cores
-        return max(1, min(cores, cores - round(load)))
+        load = _load()
+        return cores if load is None else max(1, min(cores, cores - round(load)))
     try:
         n = int(policy)
     except ValueError:

@@ -49,12 +49,12 @@ from capmix.data.canonical import Series
 @task(cache_policy=NO_CACHE, retries=0)
 def cell_task(cell: Cell, series: Series, params: dict[str, Any], spec: DatasetSpec, out_dir: str,
               max_epochs: int | None, threads: int | None) -> dict[str, Any]:
-    """One benchmark cell, with the torch thread count pinned to the worker's share."""
-    if threads:
-        import torch
+    """One benchmark cell, with the thread count pinned to the worker's share (an explicit setting
+    wins over the detectors' load-based choice, capmix/threads.py)."""
+    from capmix.threads import limited_threads
 
-        torch.set_num_threads(threads)
-    r = run_cell(cell, series, params, spec, out_dir, max_epochs)
+    with limited_threads(threads or None):
+        r = run_cell(cell, series, params, spec, out_dir, max_epochs)
     return {"series": cell.series, "method": cell.method, "seconds": r.fit_seconds + r.score_seconds}
 
 

@@ -34,7 +34,8 @@ def local_cluster_kwargs(cfg: Any) -> dict[str, Any]:
     """
     workers = cfg.dask_workers
     torch_threads = cfg.dask_torch_threads or max(1, (os.cpu_count() or 1) // workers)
-    threads_env = {k: str(torch_threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}
+    threads_env = {k: str(torch_threads)
+                   for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "CAPMIX_THREADS")}
     return {
         "n_workers": workers,
         "threads_per_worker": 1,

@@ -13,12 +13,19 @@ from capmix.threads import limited_threads, pick_threads
 
 def test_auto_uses_the_cores_the_load_average_leaves_free(monkeypatch):
     monkeypatch.setattr(threads, "available_cores", lambda: 8)
+    monkeypatch.setattr(threads, "_running_now", lambda: None)
     monkeypatch.setattr(threads.os, "getloadavg", lambda: (5.4, 0.0, 0.0))
     assert pick_threads("auto") == 3
     monkeypatch.setattr(threads.os, "getloadavg", lambda: (20.0, 0.0, 0.0))
     assert pick_threads("auto") == 1  # never below one
     monkeypatch.setattr(threads.os, "getloadavg", lambda: (0.1, 0.0, 0.0))
     assert pick_threads("auto") == 8
+    # a machine that just went quiet: the average still says 20, nothing else is runnable now
+    monkeypatch.setattr(threads, "_running_now", lambda: 0)
+    assert pick_threads("auto") == 8
+    monkeypatch.setattr(threads, "_running_now", lambda: 6)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (7.0, 0.0, 0.0))
+    assert pick_threads("auto") == 2
     monkeypatch.setenv(threads.ENV, "all")
     assert pick_threads() is None
     monkeypatch.setenv(threads.ENV, "2")
