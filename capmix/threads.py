@@ -1,14 +1,21 @@
-"""How many threads a fit or a scoring call uses: the cores the machine has free, not all of them.
+"""How many threads a fit or a scoring call uses, and how to keep a busy machine from drowning in them.
 
 torch, the BLAS behind numpy/scikit-learn and numba each start one thread per core by default. On a
 machine already busy with other jobs those threads fight for the same cores, and OpenMP's spinning
-makes it far worse than sharing: on the 2-core development machine two threads per process ran 13x
-slower than one while other jobs ran (docs/results.md, "Wall times"). So every detector's ``fit`` and
-``decision_function`` run under :func:`limited_threads`, which by default (``CAPMIX_THREADS=auto``)
-uses ``cores - round(load)`` threads, at least one, where the load is the 1-minute load average or
-the processes runnable right now, whichever is lower; ``CAPMIX_THREADS=<n>`` fixes
-the count and ``CAPMIX_THREADS=all`` leaves the libraries' own defaults alone. Nested calls (an
-ensemble fitting its members) keep the outer call's choice.
+makes it worse than sharing (bench/bench_threads.py; docs/results.md, "Wall times"). Every
+detector's ``fit`` and ``decision_function`` run under :func:`limited_threads`, which follows
+``CAPMIX_THREADS``:
+
+* ``all`` (the default): the libraries' own defaults, one thread per core;
+* ``auto``: ``cores - round(load)`` threads, at least one, where the load is the 1-minute load
+  average or the processes runnable right now, whichever is lower;
+* ``<n>``: exactly n.
+
+``auto`` is not the default because the thread count changes floating-point reduction order, so a
+model trained on a busy machine would differ (in the 7th digit after one fit, by 1e-3 in the scores
+after a training run) from the same training on an idle one: ``dvc repro`` would no longer
+reproduce the committed metrics bit for bit. Set ``CAPMIX_THREADS=auto`` (or a number) on a shared
+machine. Nested calls (an ensemble fitting its members) keep the outer call's choice.
 """
 
 from __future__ import annotations
@@ -19,9 +26,10 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-__all__ = ["ENV", "available_cores", "limited_threads", "pick_threads"]
+__all__ = ["DEFAULT_POLICY", "ENV", "available_cores", "limited_threads", "pick_threads"]
 
 ENV = "CAPMIX_THREADS"
+DEFAULT_POLICY = "all"  # reproducible results first; see the module docstring
 _state = threading.local()
 
 
@@ -55,8 +63,8 @@ def _load() -> float | None:
 
 def pick_threads(policy: str | int | None = None) -> int | None:
     """Thread count for one call: ``policy`` (default: the ``CAPMIX_THREADS`` environment variable,
-    else ``auto``) as an int, ``auto`` (free cores by the load average) or ``all`` (None: no limit)."""
-    policy = str(policy if policy is not None else os.environ.get(ENV, "auto")).strip().lower()
+    else ``DEFAULT_POLICY``) as an int, ``auto`` (free cores by the load) or ``all`` (None: no limit)."""
+    policy = str(policy if policy is not None else os.environ.get(ENV, DEFAULT_POLICY)).strip().lower()
     cores = available_cores()
     if policy == "all":
         return None

@@ -11,6 +11,14 @@ from capmix import threads
 from capmix.threads import limited_threads, pick_threads
 
 
+def test_the_default_leaves_the_libraries_alone_so_results_stay_reproducible(monkeypatch):
+    monkeypatch.delenv(threads.ENV, raising=False)
+    assert threads.DEFAULT_POLICY == "all" and pick_threads() is None
+    before = torch.get_num_threads()
+    with limited_threads() as n:
+        assert n is None and torch.get_num_threads() == before
+
+
 def test_auto_uses_the_cores_the_load_average_leaves_free(monkeypatch):
     monkeypatch.setattr(threads, "available_cores", lambda: 8)
     monkeypatch.setattr(threads, "_running_now", lambda: None)
