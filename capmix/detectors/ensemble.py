@@ -18,7 +18,9 @@ against the same score on known-normal training data, and then
 ``scheme: sweep`` replaces the period-tied candidates by the whole-series family of
 :mod:`capmix.detectors.sweep` (a geometric window sweep of non-negative scores over reference +
 input) ranked by :func:`capmix.detectors.confidence.peak_ratio`; the chosen score is returned in
-units of its own maximum over the reference.
+units of its own maximum over the reference. Its scores taper to zero over the last ``(1 + 3)`` windows
+of the input (truncated windows at the series' end would otherwise make the loudest peaks), so it
+suits scoring a long test part at once (UCR), not a stream of short chunks.
 
 Input is scored channel by channel by default (``multivariate: per_channel``): each channel's choice
 among its own classic candidates and the members, combined by the maximum. ``multivariate: joint``
