@@ -253,8 +253,11 @@ class Shell:
 
     def start(self, command: str) -> tuple[subprocess.Popen, Path]:
         log = self._log(command)
+        # Ctrl-C as a terminal delivers it: a suite started in the background (`make test &`) passes an
+        # IGNORED SIGINT down to every child, and the serving command would never see the test's Ctrl-C
         proc = subprocess.Popen(["bash", "-c", command], cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
-                                stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         return proc, log
 
 
