@@ -110,14 +110,13 @@ def limited_threads(n: int | None = None) -> Iterator[int | None]:
     import torch
 
     before = torch.get_num_threads()
-    numba_before = None
     try:
         import numba
-
-        numba_before = numba.get_num_threads()
-        numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
     except ImportError:  # pragma: no cover - numba comes with stumpy and tslearn
-        pass
+        numba = None
+    numba_before = numba.get_num_threads() if numba else None
+    if numba:
+        numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
     _state.active, _state.n = True, n
     try:
         torch.set_num_threads(n)
@@ -125,8 +124,6 @@ def limited_threads(n: int | None = None) -> Iterator[int | None]:
             yield n
     finally:
         torch.set_num_threads(before)
-        if numba_before is not None:
-            import numba
-
+        if numba:
             numba.set_num_threads(numba_before)
         _state.active, _state.n = False, None

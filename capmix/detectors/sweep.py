@@ -186,12 +186,13 @@ def whole_scores(x: np.ndarray, n_train: int, window: int, kinds: Sequence[str] 
     if unknown:
         raise ValueError(f"unknown sweep kinds {sorted(unknown)}; choose from {ROLL_KINDS + JOIN_KINDS}")
     x = np.asarray(x, dtype=np.float64)
-    out = _roll(x, window, [k for k in kinds if k in ROLL_KINDS], small_quantile, inv_floor)
+    roll_kinds = [k for k in kinds if k in ROLL_KINDS]
     join_kinds = [k for k in kinds if k in JOIN_KINDS]
+    # the joins' activity weight needs the signal's peak-to-peak: computed once with the rest
+    out = _roll(x, window, roll_kinds + (["ptp"] if join_kinds else []), small_quantile, inv_floor)
     if join_kinds:
-        p = _roll(x, window, ["ptp"], small_quantile, inv_floor)["ptp"]
-        out.update(_joins(x, n_train, window, join_kinds, max_join_points, min_join_window,
-                          activity_weight(p, window)))
+        weight = activity_weight(out["ptp"] if "ptp" in roll_kinds else out.pop("ptp"), window)
+        out.update(_joins(x, n_train, window, join_kinds, max_join_points, min_join_window, weight))
     mask = edge_taper(x.shape[0], window, taper)
     for k, v in out.items():
         v = np.minimum(v, ratio_cap) if k.startswith("np_") else v
