@@ -53,6 +53,9 @@ METHODS = {
     # the whole-series sweep family (the ucr preset's scheme) under the default auto selection
     "ensemble-sweep": ("ensemble", {"scheme": "sweep"}),
     "ensemble-coi": ("ensemble", {"members": ("capmix", "ocsvm", "iforest"), "fallback_members": ("ocsvm", "iforest")}),
+    # a trusted pick joins the fallback by the maximum instead of replacing it, and the fallback is
+    # OC-SVM alone (IForest still competes on confidence): chosen on seen data, checked on unseen
+    "ensemble-combine": ("ensemble", {"fallback_members": ("ocsvm",), "pick_combine": "max"}),
 }
 
 
@@ -122,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ucr-half", choices=["odd", "even"], default="odd", help="UCR: which half to run")
     ap.add_argument("--holdout", type=int, default=None,
                     help="run N evenly spaced series among those --per-dataset does NOT pick (a hold-out check)")
+    ap.add_argument("--shard", default="0/1", help="I/N: run every N-th chosen series from the I-th (parallel processes)")
     args = ap.parse_args(argv)
+    shard, n_shards = (int(v) for v in args.shard.split("/"))
     if not args.report_only:
         counts = args.per_dataset * len(args.datasets) if len(args.per_dataset) == 1 else args.per_dataset
         for ds, k in zip(args.datasets, counts):
@@ -133,7 +138,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.holdout is not None:  # the series the sample left out (none of them shaped a default)
                 picked = {x.name for x in chosen}
                 chosen = sample([x for x in series if x.name not in picked], args.holdout)
-            for s in chosen:
+            for s in chosen[shard::n_shards]:
+                if not s.labels[s.train_end:].any():  # AUC-PR is undefined without a test anomaly
+                    print(f"{ds:6s} skipped {s.name}: no anomaly in its test part", flush=True)
+                    continue
                 for m in args.methods:
                     target = args.out / ds / m / (s.name.replace("/", "__") + ".json")
                     if target.exists():

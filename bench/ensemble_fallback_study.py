@@ -17,8 +17,15 @@ channels combined by R" needs:
   series the saved ensemble scores ARE the pick; for a multivariate one the chosen channels'
   classic candidates are recomputed (``candidate_scores``, same arguments as the ensemble).
 
-``evaluate`` then scores the rules (point AUC-PR, mean over series per dataset) in milliseconds,
-and checks that the shipped rule reproduces the saved ensemble AUC-PR.
+``evaluate`` then scores the rules (point AUC-PR, mean over series per dataset; on ``ucr`` the
+archive rule's accuracy in %) in milliseconds, and checks that the shipped rule reproduces the saved
+ensemble AUC-PR. ``combine`` rows: a trusted pick joins the fallback (mean or maximum) instead of
+replacing it (``EnsembleConfig.pick_combine``). The third round's study (docs/results.md):
+
+    python bench/ensemble_fallback_study.py collect --runs /tmp/unseen:ensemble-per-channel --datasets msl smap --out S
+    python bench/ensemble_fallback_study.py collect --runs UCR_ODD:ensemble --datasets ucr --out S_ODD
+    python bench/ensemble_fallback_study.py evaluate --out S --datasets nab aiops asd smap msl
+    python bench/ensemble_fallback_study.py evaluate --out S_ODD --datasets ucr
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from capmix.detectors.confidence import peak_confidence  # noqa: E402
 from capmix.detectors.ensemble import EnsembleConfig, EnsembleDetector  # noqa: E402
 from capmix.detectors.period import estimate_period  # noqa: E402
 from capmix.evaluation.metrics import auc_scores  # noqa: E402
+from capmix.evaluation.thresholds import ucr_archive_hit  # noqa: E402
 
 LOWEST = 0.3  # the shipped min_confidence: picks below it were never taken, stricter rules only
 
@@ -138,12 +146,14 @@ def fallback(d, name: str) -> tuple[np.ndarray, float]:
     return f, peak_confidence(f, 100, fref)
 
 
-def apply_rule(d, fb: str, thr: float, beat: bool, multi: str) -> np.ndarray | None:
+def apply_rule(d, fb: str, thr: float, beat: bool, multi: str, combine: str = "replace") -> np.ndarray | None:
     """Scores of one rule; None when the series lacks what the rule needs.
 
     ``multi``: how a multivariate series is scored -- ``max`` (shipped: every channel's pick or
     the fallback, combined by the maximum), ``joint`` (the fallback of the joint-window members
     only), ``jointsel`` (the joint members compete on confidence, else the fallback).
+    ``combine``: what a confident pick does -- ``replace`` the fallback (shipped), or join it by
+    the ``mean`` or the ``max`` of the two robust z-scores (a pick then adds, never removes).
     """
     f, fconf = fallback(d, fb)
     conf, src = d["pick_conf"], d["pick_src"]
@@ -164,20 +174,26 @@ def apply_rule(d, fb: str, thr: float, beat: bool, multi: str) -> np.ndarray | N
             outs.append(d["z_" + how.split(":")[1]])
         else:
             outs.append(d[f"pick_{c}"])
+        if take and combine != "replace":
+            outs[-1] = (outs[-1] + f) / 2 if combine == "mean" else np.maximum(outs[-1], f)
     return np.max(np.stack(outs), axis=0)
 
 
-def _auc(d, fn) -> float | None:
+def _auc(d, fn, ucr: bool = False) -> float | None:
+    """Point AUC-PR of one rule's scores; on UCR the archive's rule (hit = 1) instead."""
     out = fn(d)
     if out is None or isinstance(out, float):
-        return out
-    return auc_scores(d["labels"], out)[0]
+        return None if out is None or ucr else out
+    return float(ucr_archive_hit(out, d["labels"]).hit) if ucr else auc_scores(d["labels"], out)[0]
 
 
 def evaluate(args) -> None:
     data = {ds: {p.stem: dict(np.load(p)) for p in sorted((args.out / ds).glob("*.npz"))} for ds in args.datasets}
     # reproduction check: the shipped rule must give the saved scores' AUC-PR
     for ds, series in list(data.items()):
+        if ds.startswith("ucr"):  # UCR rows are archive-rule accuracy in %, not AUC-PR
+            print(f"{ds}: {len(series)} series, archive rule")
+            continue
         diffs = [abs(auc_scores(d["labels"], r)[0] - float(d["old_auc_pr"])) for d in series.values()
                  if "old" in d and (r := apply_rule(d, "mean", 0.3, False, "max")) is not None]
         print(f"{ds}: {len(series)} series, shipped rule reproduced on {len(diffs)} to max |dAUC-PR| "
@@ -187,8 +203,8 @@ def evaluate(args) -> None:
             data[f"{ds}({len(with_old)})"] = with_old
     sets = list(data)
 
-    def mean_pr(series, fn):
-        v = [_auc(d, fn) for d in series.values()]
+    def mean_pr(series, fn, ds=""):
+        v = [_auc(d, fn, ds.startswith("ucr")) for d in series.values()]
         return float("nan") if any(x is None for x in v) else 100 * float(np.nanmean(v))
 
     rows = [("old (shipped, saved AUC-PR)", lambda d: float(d["old_auc_pr"]) if "old" in d else None),
@@ -198,10 +214,13 @@ def evaluate(args) -> None:
             continue
         rows.append((f"fb={fb} t={thr} beat={int(beat)} multi={multi}",
                      lambda d, a=(fb, thr, beat, multi): apply_rule(d, *a)))
+    for fb, thr, combine in product(["mean", "ocsvm"], [0.3, 0.5], ["mean", "max"]):
+        rows.append((f"fb={fb} t={thr} combine={combine}",
+                     lambda d, a=(fb, thr, False, "max", combine): apply_rule(d, *a)))
     print("| rule | " + " | ".join(sets) + " |")
     print("|---|" + "---|" * len(sets))
     for name, fn in rows:
-        print(f"| {name} | " + " | ".join(f"{mean_pr(data[ds], fn):.2f}" for ds in sets) + " |")
+        print(f"| {name} | " + " | ".join(f"{mean_pr(data[ds], fn, ds):.2f}" for ds in sets) + " |")
 
 
 def main(argv: list[str] | None = None) -> int:

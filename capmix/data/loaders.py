@@ -2,7 +2,7 @@
 
 Data are read from a configurable root (params ``dataset.root``), never copied into the project.
 Real copies (see ../shared/datasets/README.md): :func:`load_ucr`, :func:`load_aiops` (KPI),
-:func:`load_smd`, :func:`load_asd`, :func:`load_smap_msl`, :func:`load_nab`. Non-redistributable
+:func:`load_smd`, :func:`load_asd`, :func:`load_smap_msl`, :func:`load_nab`, :func:`load_merlion`. Non-redistributable
 sets, tested on generated fixtures in their owners' layouts: :func:`load_swat`, :func:`load_wadi`,
 :func:`load_esa`. :data:`LOADERS` / :func:`load_dataset` dispatch by name; a missing dataset raises
 :class:`DatasetNotFound` naming the folder or files expected.
@@ -143,8 +143,13 @@ def _first(items: list, subset: int | None) -> list:
 KPI_DIR = "kpi_aiops2018"
 
 
-def load_aiops(root: str | Path, subset: int | None = None, test_fraction: float = 0.5) -> list[Series]:
-    """AIOps-2018 KPI phase-2 series (29 KPIs), one univariate series per KPI, sorted by KPI ID.
+def load_aiops(root: str | Path, subset: int | None = None, test_fraction: float = 0.5,
+               stage: str = "phase2") -> list[Series]:
+    """AIOps-2018 KPI series, one univariate series per KPI, sorted by KPI ID.
+
+    ``stage="phase2"`` (default): the 29 phase-2 KPIs. ``stage="preliminary"``: the 26 KPIs of the
+    preliminary round (``preliminary_train/``, same layout, no test files, so always split in time);
+    their IDs do not map to the phase-2 ones and some may be the same underlying series.
 
     * ``phase2_train/<KPI-ID>.csv.xz`` (no header: timestamp, value, label) is always read.
     * Where ``phase2_test/<KPI-ID>.csv`` (header ``timestamp,value,label,KPI ID``) exists (7 KPIs in
@@ -159,8 +164,11 @@ def load_aiops(root: str | Path, subset: int | None = None, test_fraction: float
     """
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    base = _dataset_dir(root, KPI_DIR, "AIOps 2018 KPI dataset", "phase2_train/*.csv*")
-    files = sorted((base / "phase2_train").glob("*.csv*"), key=lambda p: p.name)
+    if stage not in ("phase2", "preliminary"):
+        raise ValueError(f"stage must be 'phase2' or 'preliminary', got {stage!r}")
+    train_dir = f"{stage}_train"
+    base = _dataset_dir(root, KPI_DIR, "AIOps 2018 KPI dataset", f"{train_dir}/*.csv*")
+    files = sorted((base / train_dir).glob("*.csv*"), key=lambda p: p.name)
     result = []
     for path in _first(files, subset):
         kpi = _stem(path)
@@ -351,6 +359,35 @@ def load_nab(root: str | Path, subset: int | None = None, probation: float = 0.1
         )
         if subset is not None and len(out) >= subset:
             break
+    return out
+
+
+def load_merlion(root: str | Path, subset: int | None = None, train_fraction: float = 0.5) -> list[Series]:
+    """Salesforce Merlion's synthetic series with injected anomalies (``merlion_synthetic/``).
+
+    The 15 ``<base>_<type>_anomaly.csv`` files (header ``timestamp,<base>,anomaly``; 3 base shapes x
+    dip/level/shock/spike/trend), sorted by name; the 3 anomaly-free base files are skipped. Anomalies
+    run through the whole file, so the split is in time: the first ``train_fraction`` is the
+    training part, with its labels kept (contaminated training, as for the KPIs).
+    """
+    if not 0.0 < train_fraction < 1.0:
+        raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
+    base = _dataset_dir(root, "merlion_synthetic", "Merlion synthetic anomaly set", "*_anomaly.csv")
+    out = []
+    for path in _first(sorted(base.glob("*_anomaly.csv")), subset):
+        frame = pd.read_csv(path)
+        if frame.shape[1] != 3 or frame.columns[0] != "timestamp" or frame.columns[2] != "anomaly":
+            raise ValueError(f"{path}: expected columns timestamp,<name>,anomaly, got {list(frame.columns)}")
+        out.append(
+            Series(
+                name=path.stem.removesuffix("_anomaly"),
+                values=frame.iloc[:, 1].to_numpy(dtype=np.float64)[:, None],
+                labels=(frame["anomaly"].to_numpy() > 0).astype(np.int8),
+                train_end=int(np.floor(train_fraction * len(frame))),
+                timestamps=frame["timestamp"].to_numpy(dtype=np.int64),
+                channels=("value",),  # one name for all, as for every univariate set (one dataset file)
+            )
+        )
     return out
 
 
@@ -688,11 +725,13 @@ def load_esa(
 LOADERS: dict[str, Callable[..., list[Series]]] = {
     "ucr": load_ucr,
     "aiops": load_aiops,
+    "aiops-prelim": partial(load_aiops, stage="preliminary"),
     "smd": load_smd,
     "asd": load_asd,
     "smap": partial(load_smap_msl, spacecraft="SMAP"),
     "msl": partial(load_smap_msl, spacecraft="MSL"),
     "nab": load_nab,
+    "merlion": load_merlion,
     "swat": load_swat,
     "wadi": load_wadi,
     "esa": load_esa,

@@ -110,6 +110,9 @@ class EnsembleConfig(BaseModel):
         "members", description="auto's fixed choice: the mean of the learned members' scores, or of all candidates")
     fallback_members: tuple[str, ...] | None = Field(
         None, description="members averaged by fallback 'members' (None = all); the others only compete on confidence")
+    pick_combine: Literal["replace", "mean", "max"] = Field(
+        "replace", description="auto, scheme period: a trusted pick replaces the fallback, or joins it by the mean "
+                               "or the maximum of the two robust z-scores (the pick adds an anomaly, never hides one)")
     min_exclusion: int = Field(100, ge=1, description="peaks closer than max(window, this) points are one peak")
     multivariate: Literal["joint", "per_channel"] = Field(
         "per_channel", description="input with several channels: the learned members on the joint window (their "
@@ -231,12 +234,19 @@ class EnsembleDetector(BaseDetector):
         best = int(np.argmax(conf))
         info = {"candidates": [(k, int(w), float(q)) for (k, w, _, _), q in zip(cands, conf)],
                 "chosen": best, "confidence": float(conf[best])}
-        if cfg.selection == "confidence" or (
-                cfg.selection == "auto" and pick_ok and conf[best] >= cfg.min_confidence):
-            return np.asarray(cands[best][2], dtype=np.float64), info
+        pick = np.asarray(cands[best][2], dtype=np.float64)
+        if cfg.selection == "confidence":
+            return pick, info
         pool = cands if cfg.fallback == "mean" or not self.members_ else self._fallback_pool(cands[-len(self.members_):])
+        fallback = np.mean(np.stack([np.asarray(s, dtype=np.float64) for _, _, s, _ in pool]), axis=0)
+        if cfg.selection == "auto" and pick_ok and conf[best] >= cfg.min_confidence:
+            if cfg.pick_combine == "replace":
+                return pick, info
+            # many anomalies per series: the pick finds one kind, the fallback the others
+            info["combined"] = cfg.pick_combine
+            return ((pick + fallback) / 2 if cfg.pick_combine == "mean" else np.maximum(pick, fallback)), info
         info["chosen"] = "mean"
-        return np.mean(np.stack([np.asarray(s, dtype=np.float64) for _, _, s, _ in pool]), axis=0), info
+        return fallback, info
 
     def _sweep_windows(self, n_reference: int) -> list[int]:
         """The sweep's windows that the reference holds ``sweep_min_train_windows`` times; a short
@@ -281,6 +291,7 @@ class EnsembleDetector(BaseDetector):
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, Any]:
         return {"periods": self.periods_, "multivariate": self.config.multivariate,
+                "pick_combine": self.config.pick_combine,
                 "members": [{"kind": m.kind, "params": m.get_params(), "threshold": m.threshold_,
                              "state": m._state()} for m in self.members_]}
 
@@ -296,6 +307,8 @@ class EnsembleDetector(BaseDetector):
 
         if "multivariate" not in state:  # saved before the option existed: scored (and thresholded) per channel
             self.config = self.config.replace(multivariate="per_channel")
+        if "pick_combine" not in state:  # saved before the option existed: a trusted pick replaced the fallback
+            self.config = self.config.replace(pick_combine="replace")
         self.periods_ = [None if p is None else int(p) for p in state["periods"]]
         self.reference_ = weights["reference"].numpy().astype(np.float64)
         self.members_ = []

@@ -112,3 +112,23 @@ def test_registry_and_missing_files(tmp_path):
         load_dataset("smd", tmp_path / "nowhere")
     with pytest.raises(ValueError, match="unknown dataset"):
         load_dataset("yahoo", tmp_path)
+
+
+def test_merlion_layout_and_bad_columns(tmp_path):
+    """Merlion's synthetic layout (timestamp,<shape>,anomaly): split in time, labels kept; a file
+    without the anomaly column is named in the error."""
+    from capmix.data.loaders import load_merlion
+
+    folder = tmp_path / "merlion_synthetic"
+    folder.mkdir()
+    t = np.arange(40) * 300
+    pd.DataFrame({"timestamp": t, "seasonal": np.sin(t), "anomaly": (np.arange(40) % 13 == 5) * 1.0}).to_csv(
+        folder / "seasonal_spike_anomaly.csv", index=False)
+    pd.DataFrame({"timestamp": t, "seasonal": np.sin(t)}).to_csv(folder / "seasonal.csv", index=False)  # skipped
+    [s] = load_dataset("merlion", tmp_path)
+    assert s.name == "seasonal_spike" and s.train_end == 20 and s.n_points == 40
+    assert np.flatnonzero(s.labels).tolist() == [5, 18, 31]
+    pd.DataFrame({"timestamp": t, "seasonal": np.sin(t), "label": 0}).to_csv(
+        folder / "seasonal_level_anomaly.csv", index=False)
+    with pytest.raises(ValueError, match="seasonal_level_anomaly.csv: expected columns"):
+        load_merlion(tmp_path)

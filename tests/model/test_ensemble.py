@@ -169,3 +169,60 @@ def test_sweep_scheme_auto_falls_back_to_the_members_below_min_ratio(distorted_c
 def test_unknown_sweep_kind_is_a_config_error():
     with pytest.raises(ValueError, match="sweep_kinds"):
         EnsembleConfig(sweep_kinds=("ptp", "wobble"))
+
+
+@pytest.fixture(scope="module")
+def two_anomalies():
+    """A noisy sine with two anomalies in the scored part: a burst of noise (the classic candidates'
+    kind) and a short level shift."""
+    rng = np.random.default_rng(11)
+    t = np.arange(7000)
+    x = (np.sin(2 * np.pi * t / 50) + 0.1 * rng.standard_normal(t.size))[:, None]
+    x[5000:5060, 0] += 1.5 * rng.standard_normal(60)
+    x[6200:6300, 0] += 0.8
+    return x[:4000], x[4000:]
+
+
+@pytest.mark.parametrize("combine", ["replace", "mean", "max"])
+def test_a_trusted_pick_replaces_or_joins_the_fallback(two_anomalies, combine):
+    """``pick_combine``: a trusted pick (here every pick is trusted) replaces the members' fallback,
+    or joins it by the mean or the maximum of the two robust z-scores."""
+    xtr, xte = two_anomalies
+    det = capmix.build_detector("ensemble", seed=0, min_confidence=-1.0, pick_combine=combine).fit(xtr)
+    s = det.decision_function(xte)
+    info = det.selection_[0]
+    assert info["chosen"] != "mean"
+    x = det._check_input(xte, det.config.window)
+    members = det._member_candidates(x)
+    fallback = np.mean([z for _, _, z, _ in members], axis=0)
+    bare = capmix.build_detector("ensemble", seed=0, min_confidence=-1.0, pick_combine="replace").fit(xtr)
+    pick = bare.decision_function(xte)
+    expected = {"replace": pick, "mean": (pick + fallback) / 2, "max": np.maximum(pick, fallback)}[combine]
+    np.testing.assert_allclose(s, expected, rtol=1e-9, atol=1e-9)
+    if combine == "max":  # the pick adds an anomaly, it never hides what the fallback scores high
+        assert np.all(s >= fallback - 1e-12) and info["combined"] == "max"
+
+
+def test_an_untrusted_pick_leaves_the_fallback_alone_whatever_the_combination(two_anomalies):
+    xtr, xte = two_anomalies
+    scores = [capmix.build_detector("ensemble", seed=0, min_confidence=np.inf, pick_combine=c).fit(xtr)
+              .decision_function(xte) for c in ("replace", "mean", "max")]
+    np.testing.assert_array_equal(scores[0], scores[1])
+    np.testing.assert_array_equal(scores[0], scores[2])
+
+
+def test_pick_combine_survives_save_and_old_files_keep_replacing(two_anomalies, tmp_path):
+    xtr, xte = two_anomalies
+    det = capmix.build_detector("ensemble", seed=0, pick_combine="mean").fit(xtr)
+    det.save(tmp_path / "m")
+    loaded = capmix.load_detector(tmp_path / "m")
+    assert loaded.config.pick_combine == "mean"
+    np.testing.assert_allclose(loaded.decision_function(xte), det.decision_function(xte), rtol=1e-6, atol=1e-6)
+    import torch
+
+    state = {k: v for k, v in det._state().items() if k != "pick_combine"}
+    weights = {k: torch.as_tensor(np.asarray(v)) for k, v in det._weights().items()}
+    old = EnsembleDetector()
+    old.n_channels_ = det.n_channels_
+    old._restore(state, weights, None)
+    assert old.config.pick_combine == "replace"

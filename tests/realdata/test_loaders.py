@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from capmix.data.canonical import to_frame
-from capmix.data.loaders import load_aiops, load_asd, load_dataset, load_nab, load_smap_msl, load_smd
+from capmix.data.loaders import load_aiops, load_asd, load_dataset, load_merlion, load_nab, load_smap_msl, load_smd
 
 pytestmark = pytest.mark.realdata
 
@@ -110,6 +110,31 @@ def test_nab(data_root):
     # first window starts 2014-10-30 15:30, row 5839 of the file (0-based, header excluded)
     assert np.flatnonzero(taxi.labels)[0] == 5839
     assert len(load_nab(data_root, subset=5)) == 5
+
+
+def test_aiops_preliminary(data_root):
+    """The preliminary round's 26 KPIs (README: 2,476,315 points, 53,500 anomalous), split in time."""
+    series = load_aiops(data_root, stage="preliminary")
+    assert len(series) == 26
+    assert sum(s.n_points for s in series) == 2_476_315
+    assert sum(int(s.labels.sum()) for s in series) == 53_500
+    for s in series:
+        assert s.n_channels == 1 and s.train_end == int(round(s.n_points / 2)), s.name
+    # two KPIs have no anomaly in their second half (benchmarks skip them: AUC-PR is undefined)
+    assert sum(not s.labels[s.train_end:].any() for s in series) == 2
+    assert [s.name for s in load_dataset("aiops-prelim", data_root, subset=1)] == ["02e99bd4f6cfb33f"]
+    with pytest.raises(ValueError, match="stage"):
+        load_aiops(data_root, stage="final")
+
+
+def test_merlion(data_root):
+    series = load_merlion(data_root)
+    assert len(series) == 15  # 3 shapes x 5 anomaly types; the 3 anomaly-free base files skipped
+    _check_common(series, 1)
+    by_name = {s.name: s for s in series}
+    s = by_name["horizontal_dip"]
+    assert s.n_points == 10_000 and s.train_end == 5_000 and s.channels == ("value",)
+    assert int(s.labels.sum()) == 3104 and np.flatnonzero(s.labels)[0] == 186
 
 
 def test_load_dataset_registry(data_root):
