@@ -41,7 +41,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from capmix.detectors.base import BaseDetector, as_labels, as_series, data_digest
 from capmix.detectors.classic import candidate_scores, robust_z
@@ -126,6 +126,17 @@ class EnsembleConfig(BaseModel):
         if unknown or not kinds:
             raise ValueError(f"sweep_kinds {sorted(unknown) or '[]'} unknown or empty; choose from {list(ROLL_KINDS + JOIN_KINDS)}")
         return kinds
+
+    @model_validator(mode="after")
+    def _fallback_within_members(self) -> EnsembleConfig:
+        # a preset that changes `members` inherits the base `fallback_members`: say so instead of
+        # silently averaging fewer members than intended
+        if self.members and self.fallback_members is not None:
+            stray = [m for m in self.fallback_members if m not in self.members]
+            if stray:
+                raise ValueError(f"fallback_members {stray} are not among members {list(self.members)}; "
+                                 "list only members there (or null for all of them)")
+        return self
 
     def replace(self, **changes: Any) -> EnsembleConfig:
         return EnsembleConfig.model_validate({**self.model_dump(), **changes})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -131,9 +132,10 @@ class CellResult:
 
 # ----------------------------------------------------------------------------- data
 def series_number(name: str, position: int) -> int:
-    """A series' number: the leading digits of its name (UCR's ``001_...``), else its 1-based position."""
-    digits = name[: len(name) - len(name.lstrip("0123456789"))]
-    return int(digits) if digits else position
+    """A series' number: UCR's leading ``NNN_`` of its name, else its 1-based position (a KPI ID such
+    as ``0efb375b-...`` starts with digits too, but they are hex, not a number)."""
+    match = re.match(r"(\d+)_", name)
+    return int(match.group(1)) if match else position
 
 
 def half_of(name: str, position: int) -> str:

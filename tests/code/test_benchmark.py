@@ -207,3 +207,13 @@ def test_ucr_accuracy_plot_is_written(tmp_path):
             {"dataset": "ucr", "method": "x", "n_series": 3}]  # no UCR numbers: left out
     p = plot_ucr_accuracy(rows, tmp_path / "u.png", paper={"capmix": 71.89})
     assert p.stat().st_size > 1000
+
+
+def test_halves_number_ucr_series_by_name_and_others_by_position():
+    """UCR's ``NNN_`` is the series number; a KPI ID that starts with hex digits is not a number."""
+    from capmix.evaluation.benchmark import half_of, series_number
+
+    assert series_number("250_UCR_x", 1) == 250 and half_of("001_DISTORTED1sddb40", 2) == "odd"
+    assert series_number("0efb375b-b902-3661", 3) == 3  # not 0
+    assert series_number("301c70d8-1630-35ac", 4) == 4  # not 301
+    assert [half_of(n, i) for i, n in enumerate(["6efa3a07", "7103fa0f", "a8c06b47"], start=1)] == ["odd", "even", "odd"]

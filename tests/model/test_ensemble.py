@@ -226,3 +226,28 @@ def test_pick_combine_survives_save_and_old_files_keep_replacing(two_anomalies, 
     old.n_channels_ = det.n_channels_
     old._restore(state, weights, None)
     assert old.config.pick_combine == "replace"
+
+
+def test_fallback_members_outside_members_is_a_config_error():
+    """A preset that changes ``members`` and inherits the base ``fallback_members`` would average
+    fewer members than intended; it is refused with the fix in the message."""
+    with pytest.raises(ValueError, match=r"fallback_members \['iforest'\] are not among members"):
+        EnsembleConfig(members=("capmix", "ocsvm"), fallback_members=("ocsvm", "iforest"))
+    assert EnsembleConfig(members=(), fallback_members=("ocsvm",)).members == ()  # no members: nothing to check
+
+
+def test_every_ensemble_preset_in_params_builds():
+    """params.yaml's presets merge over its ``ensemble`` section into a valid config; the aiops one
+    averages CAPMix and OC-SVM with no classic candidates (docs/results.md)."""
+    from pathlib import Path
+
+    import yaml
+
+    from capmix.detectors.registry import build_detector
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
+    for preset in params["ensemble_presets"]:
+        build_detector("ensemble", params, preset=preset)
+    aiops = build_detector("ensemble", params, preset="aiops").config
+    assert aiops.members == aiops.fallback_members == ("capmix", "ocsvm")
+    assert not aiops.classic and aiops.selection == "mean"
