@@ -246,14 +246,12 @@ class EnsembleDetector(BaseDetector):
         info = {"candidates": [(k, int(w), float(q)) for (k, w, _, _), q in zip(cands, conf)],
                 "chosen": best, "confidence": float(conf[best])}
         pick = np.asarray(cands[best][2], dtype=np.float64)
-        if cfg.selection == "confidence":
+        trusted = cfg.selection == "auto" and pick_ok and conf[best] >= cfg.min_confidence
+        if cfg.selection == "confidence" or (trusted and cfg.pick_combine == "replace"):
             return pick, info
         pool = cands if cfg.fallback == "mean" or not self.members_ else self._fallback_pool(cands[-len(self.members_):])
         fallback = np.mean(np.stack([np.asarray(s, dtype=np.float64) for _, _, s, _ in pool]), axis=0)
-        if cfg.selection == "auto" and pick_ok and conf[best] >= cfg.min_confidence:
-            if cfg.pick_combine == "replace":
-                return pick, info
-            # many anomalies per series: the pick finds one kind, the fallback the others
+        if trusted:  # many anomalies per series: the pick finds one kind, the fallback the others
             info["combined"] = cfg.pick_combine
             return ((pick + fallback) / 2 if cfg.pick_combine == "mean" else np.maximum(pick, fallback)), info
         info["chosen"] = "mean"

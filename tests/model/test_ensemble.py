@@ -19,6 +19,18 @@ def _series(n_train: int = 1200, n_test: int = 800, seed: int = 0) -> tuple[np.n
     return x[:n_train], x[n_train:]
 
 
+def _restored_without(det: EnsembleDetector, key: str) -> EnsembleDetector:
+    """``det`` restored from a model file written before ``key`` was saved in the state."""
+    import torch
+
+    state = {k: v for k, v in det._state().items() if k != key}
+    weights = {k: torch.as_tensor(np.asarray(v)) for k, v in det._weights().items()}
+    old = EnsembleDetector()
+    old.n_channels_ = det.n_channels_
+    old._restore(state, weights, None)
+    return old
+
+
 @pytest.fixture(scope="module")
 def data():
     return _series()
@@ -92,14 +104,7 @@ def test_saved_model_keeps_its_scoring_and_old_files_load_per_channel(joint, dat
     assert loaded.config.multivariate == "joint"
     np.testing.assert_allclose(loaded.decision_function(xte), joint.decision_function(xte), rtol=1e-6, atol=1e-6)
     # a file written before the joint default has no "multivariate" in its state: it was scored per channel
-    import torch
-
-    state = {k: v for k, v in joint._state().items() if k != "multivariate"}
-    weights = {k: torch.as_tensor(np.asarray(v)) for k, v in joint._weights().items()}
-    old = EnsembleDetector()
-    old.n_channels_ = joint.n_channels_
-    old._restore(state, weights, None)
-    assert old.config.multivariate == "per_channel"
+    assert _restored_without(joint, "multivariate").config.multivariate == "per_channel"
 
 
 def test_flat_kinds_are_off_by_default_and_find_a_dropout_when_on():
@@ -218,14 +223,7 @@ def test_pick_combine_survives_save_and_old_files_keep_replacing(two_anomalies, 
     loaded = capmix.load_detector(tmp_path / "m")
     assert loaded.config.pick_combine == "mean"
     np.testing.assert_allclose(loaded.decision_function(xte), det.decision_function(xte), rtol=1e-6, atol=1e-6)
-    import torch
-
-    state = {k: v for k, v in det._state().items() if k != "pick_combine"}
-    weights = {k: torch.as_tensor(np.asarray(v)) for k, v in det._weights().items()}
-    old = EnsembleDetector()
-    old.n_channels_ = det.n_channels_
-    old._restore(state, weights, None)
-    assert old.config.pick_combine == "replace"
+    assert _restored_without(det, "pick_combine").config.pick_combine == "replace"
 
 
 def test_fallback_members_outside_members_is_a_config_error():
