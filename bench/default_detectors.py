@@ -37,6 +37,8 @@ REFERENCE = {"lr": 3e-4, "max_epochs": 50, "patience": 5, "min_epochs": 5}
 METHODS = {
     "capmix": ("capmix", {}),
     "capmix-reference": ("capmix", REFERENCE),
+    # Table IV's ablation without the DTW revision and mixup, at the same library defaults
+    "cap": ("cap", {}),
     "iforest": ("iforest", {}),
     "ocsvm": ("ocsvm", {}),
     "mp": ("mp", {}),

@@ -50,6 +50,39 @@ from capmix.detectors.period import estimate_period
 from capmix.detectors.sweep import JOIN_KINDS, ROLL_KINDS, candidate_ratio, sweep_candidates, sweep_windows
 
 FORMAT_VERSION = 1
+MEMBER_SCALES = ("z", "log", "tail")
+
+
+def scale_member(z: np.ndarray, scale: str, ref: np.ndarray | None = None) -> np.ndarray:
+    """A learned member's robust z-scores on the scale the pool compares and averages.
+
+    * ``z``: as they are. A member's z-range depends on its score's shape (an RBF OC-SVM's is bounded,
+      an Isolation Forest's or CAPMix's is not), so the plain mean follows the widest member.
+    * ``log``: sign(z) log(1 + |z|), a compression.
+    * ``tail``: -log10 of the share of ``ref`` (the member's own held-out training scores, same
+      units) at least as high: every member in the same units of surprise. Above the highest held-out
+      score it continues linearly, one unit per spread of ``ref``'s top 1 %, so points beyond all of
+      training still rank among themselves. Chosen for SMD/ASD on their odd entities (docs/results.md).
+    """
+    z = np.asarray(z, dtype=np.float64)
+    if scale == "z":
+        return z
+    if scale == "log":
+        return np.sign(z) * np.log1p(np.abs(z))
+    if scale == "tail":  # -log10 of the share of held-out scores at least as high; beyond them, in z steps
+        if ref is None:
+            raise ValueError("member scale 'tail' needs the member's held-out training scores (ref)")
+        r = np.sort(np.asarray(ref, dtype=np.float64))
+        n = r.size
+        if n == 0:
+            return z
+        above = n - np.searchsorted(r, z, side="left")
+        out = -np.log10((above + 1.0) / (n + 1.0))
+        top = z > r[-1]
+        span = max(float(r[-1] - r[int(0.99 * (n - 1))]), 1e-12)
+        out[top] += (z[top] - r[-1]) / span
+        return out
+    raise ValueError(f"unknown member scale {scale!r}; choose one of {MEMBER_SCALES}")
 
 
 class EnsembleConfig(BaseModel):
@@ -71,6 +104,9 @@ class EnsembleConfig(BaseModel):
     member_params: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="hyperparameters per member (the registry fills them from params.yaml)")
     classic: bool = Field(True, description="add the classic rolling-statistic and matrix-profile candidates")
+    member_scale: Literal["z", "log", "tail"] = Field(
+        "z", description="each member's robust z as it is, log-compressed, or as the -log10 share of its held-out "
+                         "training scores at least as high (scale_member) before the pool compares and averages them")
 
     # -- which classic family: period-tied robust z-scores ranked by peak_confidence, or the
     # whole-series window sweep ranked by peak_ratio (capmix/detectors/sweep.py)
@@ -217,11 +253,14 @@ class EnsembleDetector(BaseDetector):
         return np.max(np.stack([scores for scores, _ in per_channel]), axis=0)
 
     def _member_candidates(self, X: np.ndarray) -> list[tuple[str, int, np.ndarray, np.ndarray]]:
-        """Each learned member's scores of X, robust-z against its own held-out training scores."""
-        out = []
+        """Each learned member's scores of X, robust-z against its own held-out training scores
+        (on the ``member_scale``)."""
+        cfg, out = self.config, []
         for m in self.members_:
             ref = np.asarray(m.val_scores_, dtype=np.float64)
-            out.append((m.kind, int(m.segments[0]), robust_z(m.decision_function(X), ref), robust_z(ref, ref)))
+            z, z_ref = robust_z(m.decision_function(X), ref), robust_z(ref, ref)
+            out.append((m.kind, int(m.segments[0]), scale_member(z, cfg.member_scale, z_ref),
+                        scale_member(z_ref, cfg.member_scale, z_ref)))
         return out
 
     def _channel(self, X: np.ndarray, c: int, members: list[tuple]) -> tuple[np.ndarray, dict[str, Any]]:
@@ -300,7 +339,7 @@ class EnsembleDetector(BaseDetector):
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, Any]:
         return {"periods": self.periods_, "multivariate": self.config.multivariate,
-                "pick_combine": self.config.pick_combine,
+                "pick_combine": self.config.pick_combine, "member_scale": self.config.member_scale,
                 "members": [{"kind": m.kind, "params": m.get_params(), "threshold": m.threshold_,
                              "state": m._state()} for m in self.members_]}
 
@@ -318,6 +357,8 @@ class EnsembleDetector(BaseDetector):
             self.config = self.config.replace(multivariate="per_channel")
         if "pick_combine" not in state:  # saved before the option existed: a trusted pick replaced the fallback
             self.config = self.config.replace(pick_combine="replace")
+        if "member_scale" not in state:  # saved before the option existed: members averaged as robust z
+            self.config = self.config.replace(member_scale="z")
         self.periods_ = [None if p is None else int(p) for p in state["periods"]]
         self.reference_ = weights["reference"].numpy().astype(np.float64)
         self.members_ = []

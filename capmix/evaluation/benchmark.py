@@ -30,7 +30,7 @@ from capmix.atomic import write_text
 from capmix.config import detector_config
 from capmix.data.canonical import Series
 from capmix.evaluation.evaluate import SeriesResult, aggregate, evaluate_series
-from capmix.detectors.registry import build_detector, entry, family, own_params
+from capmix.detectors.registry import build_detector, entry, family, hyperparameters, own_params
 
 #: Columns of the Markdown report: (header, aggregate key). Window granularity is the paper's.
 REPORT_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -182,6 +182,8 @@ def cell_digest(cell: Cell, params: dict[str, Any], spec: DatasetSpec, max_epoch
             "overrides": dict(cell.overrides), "contamination": cell.contamination, "ucr_widen": spec.ucr_widen}
     if _tracks_epochs(cell.method, spec):
         what["best_epoch_on_test"] = True  # only where it changes the result: other cells stay valid
+    if "member_params" in _budget_overrides(cell.method, params, spec.preset, cell.seed, max_epochs):
+        what["member_epochs"] = max_epochs  # ensemble cells that ran before the cap reached their CAPMix
     blob = json.dumps(what, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -219,6 +221,18 @@ def _epoch_budget(method: str, max_epochs: int | None) -> dict[str, int]:
     return {"max_epochs": max_epochs, "min_epochs": min(max_epochs, 5)}
 
 
+def _budget_overrides(method: str, params: dict[str, Any], preset: str, seed: int,
+                      max_epochs: int | None) -> dict[str, Any]:
+    """``--max-epochs`` for a cell: a CAPMix-family detector directly, an ensemble through its
+    CAPMix-family members (otherwise an ensemble's CAPMix would train longer than CAPMix beside it)."""
+    if not max_epochs or family(method) != "ensemble":
+        return _epoch_budget(method, max_epochs)
+    members = hyperparameters(method, params, preset, seed)["member_params"]
+    if not any(family(m) == "capmix" for m in members):
+        return {}
+    return {"member_params": {m: {**p, **_epoch_budget(m, max_epochs)} for m, p in members.items()}}
+
+
 # ----------------------------------------------------------------------------- one cell
 def run_cell(cell: Cell, series: Series, params: dict[str, Any], spec: DatasetSpec,
              out_dir: str | Path, max_epochs: int | None = None) -> CellResult:
@@ -237,7 +251,7 @@ def run_cell(cell: Cell, series: Series, params: dict[str, Any], spec: DatasetSp
         x_tr, y_tr, injected = contaminate(x_tr, y_tr, cell.contamination, rng)
         extra["contamination_points"] = int(injected.sum())
     det = build_detector(cell.method, params, preset=spec.preset, seed=cell.seed,
-                         **_epoch_budget(cell.method, max_epochs), **overrides)
+                         **_budget_overrides(cell.method, params, spec.preset, cell.seed, max_epochs), **overrides)
     track = _tracks_epochs(cell.method, spec)
     t0 = time.perf_counter()
     # the per-epoch test scores are for evaluation only: the fitted model does not depend on them

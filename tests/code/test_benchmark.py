@@ -217,3 +217,26 @@ def test_halves_number_ucr_series_by_name_and_others_by_position():
     assert series_number("0efb375b-b902-3661", 3) == 3  # not 0
     assert series_number("301c70d8-1630-35ac", 4) == 4  # not 301
     assert [half_of(n, i) for i, n in enumerate(["6efa3a07", "7103fa0f", "a8c06b47"], start=1)] == ["odd", "even", "odd"]
+
+
+def test_max_epochs_caps_an_ensembles_capmix_member_and_changes_its_digest(tmp_path, params):
+    """``--max-epochs`` reaches CAPMix inside an ensemble, as it reaches CAPMix beside it."""
+    import copy
+
+    from capmix.evaluation.benchmark import _budget_overrides
+
+    p = copy.deepcopy(params)
+    p["presets"]["toy"] = {}
+    p["ensemble_presets"]["toy"] = {"members": ["capmix", "ocsvm"], "fallback_members": ["capmix", "ocsvm"],
+                                    "classic": False, "selection": "mean"}
+    spec = DatasetSpec(preset="toy")
+    s = _series("a")
+    cell = Cell("toy", s.name, "ensemble", 0)
+    out = run_cell(cell, s, p, spec, tmp_path, max_epochs=2)
+    assert out.extra["capmix.epochs"] <= 2
+    assert cell_digest(cell, p, spec, 2) != cell_digest(cell, p, spec, 3)
+    # an ensemble without a CAPMix-family member is not changed by the cap
+    p["ensemble_presets"]["toy"] = {"members": ["ocsvm"], "fallback_members": ["ocsvm"], "classic": False,
+                                    "selection": "mean"}
+    assert _budget_overrides("ensemble", p, "toy", 0, 2) == {}
+    assert _budget_overrides("cap", p, "toy", 0, 2) == {"max_epochs": 2, "min_epochs": 2}

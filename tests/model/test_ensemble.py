@@ -249,3 +249,51 @@ def test_every_ensemble_preset_in_params_builds():
     aiops = build_detector("ensemble", params, preset="aiops").config
     assert aiops.members == aiops.fallback_members == ("capmix", "ocsvm")
     assert not aiops.classic and aiops.selection == "mean"
+    for name in ("smd", "asd"):  # the multivariate sets: three members in units of held-out surprise
+        mv = build_detector("ensemble", params, preset=name).config
+        assert mv.members == mv.fallback_members == ("capmix", "ocsvm", "iforest")
+        assert not mv.classic and mv.selection == "mean" and mv.member_scale == "tail"
+    assert build_detector("ensemble", params).config.member_scale == "z"  # the library default is unchanged
+
+
+def test_member_scales_keep_the_order_and_tail_is_the_held_out_surprise():
+    from capmix.detectors.ensemble import scale_member
+
+    ref = np.arange(100, dtype=np.float64)  # held-out scores 0..99
+    z = np.array([-5.0, 0.0, 49.5, 98.0, 99.0, 100.0, 200.0])
+    for scale in ("z", "log", "tail"):
+        out = scale_member(z, scale, ref)
+        # monotone: each member's own ranking is kept (tail: below every held-out score all tie at 0)
+        assert np.all(np.diff(out) >= 0) and np.all(np.diff(out[1:]) > 0), scale
+    tail = scale_member(z, "tail", ref)
+    # 50 of 100 held-out scores are >= 49.5: -log10(51/101); the top one is matched by 1 of 100
+    np.testing.assert_allclose(tail[2], -np.log10(51 / 101))
+    np.testing.assert_allclose(tail[4], -np.log10(2 / 101))
+    # beyond every held-out score: the ceiling -log10(1/101) plus one unit per spread of the top 1 %
+    top_spread = 99.0 - ref[int(0.99 * 99)]
+    np.testing.assert_allclose(tail[6], -np.log10(1 / 101) + (200.0 - 99.0) / top_spread)
+    np.testing.assert_allclose(scale_member(z, "log"), np.sign(z) * np.log1p(np.abs(z)))
+    with pytest.raises(ValueError, match="unknown member scale"):
+        scale_member(z, "rank")
+
+
+def test_member_scale_tail_puts_members_in_the_same_units_and_survives_save(two_anomalies, tmp_path):
+    """``tail``: the mean of the members' held-out surprise; saved with the model, and files written
+    before the option keep averaging robust z-scores."""
+    xtr, xte = two_anomalies
+    kw = dict(seed=0, classic=False, selection="mean")
+    det = capmix.build_detector("ensemble", member_scale="tail", **kw).fit(xtr)
+    plain = capmix.build_detector("ensemble", **kw).fit(xtr)
+    x = det._check_input(xte, det.config.window)
+    from capmix.detectors.ensemble import scale_member
+
+    expected = np.mean([scale_member(z, "tail", ref) for _, _, z, ref in plain._member_candidates(x)], axis=0)
+    np.testing.assert_allclose(det.decision_function(xte), expected, rtol=1e-9, atol=1e-9)
+    # every member's held-out scores map into [0, log10(n + 1)]: the same units for all of them
+    for _, _, _, ref in det._member_candidates(x):
+        assert ref.min() >= 0 and ref.max() <= np.log10(ref.size + 1) + 1e-9
+    det.save(tmp_path / "m")
+    loaded = capmix.load_detector(tmp_path / "m")
+    assert loaded.config.member_scale == "tail"
+    np.testing.assert_allclose(loaded.decision_function(xte), det.decision_function(xte), rtol=1e-6, atol=1e-6)
+    assert _restored_without(det, "member_scale").config.member_scale == "z"
