@@ -103,6 +103,9 @@ class EnsembleConfig(BaseModel):
     members: tuple[str, ...] = Field(("ocsvm", "iforest"), description="learned detectors (registry names) in the pool")
     member_params: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="hyperparameters per member (the registry fills them from params.yaml)")
+    member_seeds: int = Field(
+        1, ge=1, description="each member is fitted this many times, with seeds seed, seed+1, ...: restarts that "
+                             "selection 'confidence' chooses among, or 'mean' averages (the ucr-capmix preset)")
     classic: bool = Field(True, description="add the classic rolling-statistic and matrix-profile candidates")
     member_scale: Literal["z", "log", "tail"] = Field(
         "z", description="each member's robust z as it is, log-compressed, or as the -log10 share of its held-out "
@@ -150,6 +153,9 @@ class EnsembleConfig(BaseModel):
         "replace", description="auto, scheme period: a trusted pick replaces the fallback, or joins it by the mean "
                                "or the maximum of the two robust z-scores (the pick adds an anomaly, never hides one)")
     min_exclusion: int = Field(100, ge=1, description="peaks closer than max(window, this) points are one peak")
+    confidence_reference: bool = Field(
+        True, description="scheme period: the held-out training scores' high quantile counts as a competing "
+                          "peak in each candidate's confidence (false: the scored input alone decides)")
     multivariate: Literal["joint", "per_channel"] = Field(
         "per_channel", description="input with several channels: the learned members on the joint window (their "
                              "fallback, or the most confident under selection 'confidence'), or every channel's "
@@ -197,8 +203,15 @@ class EnsembleDetector(BaseDetector):
         from capmix.detectors.registry import build_detector
 
         cfg = self.config
-        return [build_detector(name, **{"seed": cfg.seed, **cfg.member_params.get(name, {})})
-                for name in cfg.members]
+        out = []
+        for name in cfg.members:
+            kw = {"seed": cfg.seed, **cfg.member_params.get(name, {})}
+            out += [build_detector(name, **{**kw, "seed": kw["seed"] + i}) for i in range(cfg.member_seeds)]
+        return out
+
+    def _member_names(self) -> list[str]:
+        """The registry name of each fitted member, in ``members_`` order (restarts repeat it)."""
+        return [name for name in self.config.members for _ in range(self.config.member_seeds)]
 
     def fit(self, X: Any, y: Any | None = None, on_epoch: Any = None) -> EnsembleDetector:
         """Learn from the training period: period, learned members, reference series, threshold."""
@@ -280,7 +293,8 @@ class EnsembleDetector(BaseDetector):
         """The selection rule: the most confident candidate, or the fixed fallback (the fallback
         whenever ``pick_ok`` is False and the selection is not ``confidence``)."""
         cfg = self.config
-        conf = [peak_confidence(s, max(int(w), cfg.min_exclusion), ref) for _, w, s, ref in cands]
+        conf = [peak_confidence(s, max(int(w), cfg.min_exclusion), ref if cfg.confidence_reference else None)
+                for _, w, s, ref in cands]
         best = int(np.argmax(conf))
         info = {"candidates": [(k, int(w), float(q)) for (k, w, _, _), q in zip(cands, conf)],
                 "chosen": best, "confidence": float(conf[best])}
@@ -333,7 +347,7 @@ class EnsembleDetector(BaseDetector):
 
     def _fallback_pool(self, member_cands: list[tuple]) -> list[tuple]:
         keep = self.config.fallback_members  # registry names, in the order of `members`
-        pool = [c for c, name in zip(member_cands, self.config.members) if keep is None or name in keep]
+        pool = [c for c, name in zip(member_cands, self._member_names()) if keep is None or name in keep]
         return pool or member_cands
 
     # ------------------------------------------------------------------ persistence

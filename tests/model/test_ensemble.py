@@ -297,3 +297,25 @@ def test_member_scale_tail_puts_members_in_the_same_units_and_survives_save(two_
     assert loaded.config.member_scale == "tail"
     np.testing.assert_allclose(loaded.decision_function(xte), det.decision_function(xte), rtol=1e-6, atol=1e-6)
     assert _restored_without(det, "member_scale").config.member_scale == "z"
+
+
+def test_member_seeds_fit_restarts_and_confidence_picks_among_them(two_anomalies, tmp_path):
+    """``member_seeds``: every member is fitted with seeds seed, seed+1, ...; ``selection: confidence``
+    returns the restart whose top peak stands out most (here without the training reference)."""
+    from capmix.detectors.confidence import peak_confidence
+
+    xtr, xte = two_anomalies
+    det = capmix.build_detector("ensemble", seed=3, members=("ocsvm",), member_seeds=2, classic=False,
+                                selection="confidence", confidence_reference=False,
+                                member_params={"ocsvm": {"max_train_windows": 300}}).fit(xtr)
+    assert [m.seed for m in det.members_] == [3, 4] and det._member_names() == ["ocsvm", "ocsvm"]
+    scores = det.decision_function(xte)
+    x = det._check_input(xte, det.config.window)
+    cands = det._member_candidates(x)
+    conf = [peak_confidence(z, max(w, det.config.min_exclusion)) for _, w, z, _ in cands]
+    np.testing.assert_allclose(scores, cands[int(np.argmax(conf))][2])
+    assert [round(c, 6) for c in conf] == [round(q, 6) for _, _, q in det.selection_[0]["candidates"]]
+    det.save(tmp_path / "m")
+    loaded = capmix.load_detector(tmp_path / "m")
+    assert [m.seed for m in loaded.members_] == [3, 4]
+    np.testing.assert_allclose(loaded.decision_function(xte), scores, rtol=1e-6, atol=1e-6)
