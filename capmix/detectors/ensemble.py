@@ -105,7 +105,7 @@ class EnsembleConfig(BaseModel):
         default_factory=dict, description="hyperparameters per member (the registry fills them from params.yaml)")
     member_seeds: int = Field(
         1, ge=1, description="each member is fitted this many times, with seeds seed, seed+1, ...: restarts that "
-                             "selection 'confidence' chooses among, or 'mean' averages (the ucr-capmix preset)")
+                             "selection 'confidence' chooses among, or 'mean' averages (bench/capmix_restarts.py)")
     classic: bool = Field(True, description="add the classic rolling-statistic and matrix-profile candidates")
     member_scale: Literal["z", "log", "tail"] = Field(
         "z", description="each member's robust z as it is, log-compressed, or as the -log10 share of its held-out "
