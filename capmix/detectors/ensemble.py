@@ -204,14 +204,17 @@ class EnsembleDetector(BaseDetector):
 
         cfg = self.config
         out = []
-        for name in cfg.members:
+        for name, restart in self._member_slots():
             kw = {"seed": cfg.seed, **cfg.member_params.get(name, {})}
-            out += [build_detector(name, **{**kw, "seed": kw["seed"] + i}) for i in range(cfg.member_seeds)]
+            out.append(build_detector(name, **{**kw, "seed": kw["seed"] + restart}))
         return out
 
+    def _member_slots(self) -> list[tuple[str, int]]:
+        """(registry name, restart) of each member in ``members_`` order: restart i has seed + i."""
+        return [(name, i) for name in self.config.members for i in range(self.config.member_seeds)]
+
     def _member_names(self) -> list[str]:
-        """The registry name of each fitted member, in ``members_`` order (restarts repeat it)."""
-        return [name for name in self.config.members for _ in range(self.config.member_seeds)]
+        return [name for name, _ in self._member_slots()]
 
     def fit(self, X: Any, y: Any | None = None, on_epoch: Any = None) -> EnsembleDetector:
         """Learn from the training period: period, learned members, reference series, threshold."""
