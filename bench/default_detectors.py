@@ -39,6 +39,9 @@ METHODS = {
     "capmix-reference": ("capmix", REFERENCE),
     # Table IV's ablation without the DTW revision and mixup, at the same library defaults
     "cap": ("cap", {}),
+    # Table IV's other two ablations: DTW label revision without mixup, and mixup without revision
+    "cap-gamma": ("cap-gamma", {}),
+    "cap-mix": ("cap-mix", {}),
     # CAPMix alone, fitted with seeds 0 and 1, the restart whose top peak stands out most
     # (bench/capmix_restarts.py evaluates the same rule from two saved capmix runs)
     "capmix-restarts": ("ensemble", {"members": ("capmix",), "fallback_members": ("capmix",), "member_seeds": 2,
