@@ -1,0 +1,110 @@
+"""How the deployable threshold's z (mean + z * std of held-out training scores) moves validation RPA-F1.
+
+    OMP_NUM_THREADS=1 python bench/threshold_study.py --dataset aiops --method ensemble --half odd \
+        --max-epochs 20 --seeds 0 --out DIR
+    python bench/threshold_study.py --out DIR --report-only [--half even]
+
+Each series is fitted once per seed exactly as ``capmix benchmark`` fits its cell (params, dataset
+preset, ``--max-epochs`` reaching CAPMix members); its held-out training scores (``val_scores_``, the
+scores the detector's own ``threshold_`` comes from), its test scores and labels are saved, so every
+z is evaluated on the same fits. The metric is the harness's: ``evaluate_series`` per series, then
+``aggregate``'s event-weighted window RPA-F1 (Eq. 13), i.e. the report's "RPA-F1 validation" column.
+z is a knob chosen on the odd half; the even half is reported apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from capmix.config import load_params  # noqa: E402
+from capmix.detectors.registry import build_detector  # noqa: E402
+from capmix.evaluation.benchmark import DatasetSpec, _budget_overrides, half_of, load_benchmark_dataset  # noqa: E402
+from capmix.evaluation.evaluate import aggregate, evaluate_series  # noqa: E402
+from capmix.evaluation.thresholds import validation_threshold  # noqa: E402
+
+Z_GRID = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0)
+KEY = "window/validation/rpa_f1_eq13"
+
+
+def fit_all(args: argparse.Namespace) -> None:
+    params = load_params(args.params).model_dump()
+    spec = DatasetSpec(**params["benchmark"]["datasets"][args.dataset])
+    for seed in args.seeds:
+        for s in load_benchmark_dataset(args.dataset, spec, args.root, None, args.half):
+            path = args.out / f"seed{seed}" / f"{s.name}.npz"
+            if path.exists():
+                continue
+            det = build_detector(args.method, params, preset=spec.preset, seed=seed,
+                                 **_budget_overrides(args.method, params, spec.preset, seed, args.max_epochs))
+            (x_tr, y_tr), (x_te, y_te) = s.train, s.test
+            t0 = time.perf_counter()
+            det.fit(x_tr, y_tr)
+            scores = det.decision_function(x_te)
+            cfg = det.config
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, val=np.asarray(det.val_scores_, np.float64), scores=scores.astype(np.float64),
+                     labels=y_te.astype(np.int8), window=cfg.window, stride=cfg.stride,
+                     threshold=det.threshold_)
+            tmp.replace(path)  # a half-written file is never taken for a finished fit
+            print(seed, s.name, f"{time.perf_counter() - t0:.1f}s", flush=True)
+
+
+def report(out: Path, half: str, names_all: list[str] | None = None) -> str:
+    lines = [f"validation RPA-F1 (window, Eq. 13) in %, half={half}", "| seed | series | "
+             + " | ".join(f"z={z:g}" for z in Z_GRID) + " |", "|---|---|" + "---|" * len(Z_GRID)]
+    per_seed = []
+    for d in sorted(p for p in out.iterdir() if p.is_dir() and p.name.startswith("seed")):
+        files = sorted(d.glob("*.npz"))
+        if names_all is not None:  # half membership by position in the dataset's own order
+            pos = {n: i for i, n in enumerate(names_all, start=1)}
+            files = [f for f in files if half == "all" or half_of(f.stem, pos[f.stem]) == half]
+        if not files:
+            continue
+        row = []
+        for z in Z_GRID:
+            res = []
+            for f in files:
+                a = np.load(f)
+                res.append(evaluate_series(f.stem, a["scores"], a["labels"], validation_threshold(a["val"], z),
+                                           int(a["window"]), int(a["stride"])))
+            row.append(100 * aggregate(res)[KEY])
+        per_seed.append(row)
+        lines.append(f"| {d.name} | {len(files)} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
+    if len(per_seed) > 1:
+        m, sd = np.mean(per_seed, axis=0), np.std(per_seed, axis=0)
+        lines.append(f"| mean ± std | | " + " | ".join(f"{a:.2f} ± {b:.2f}" for a, b in zip(m, sd)) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--root", default="../shared/datasets")
+    ap.add_argument("--dataset", default="aiops")
+    ap.add_argument("--method", default="ensemble")
+    ap.add_argument("--half", choices=["odd", "even", "all"], default="odd")
+    ap.add_argument("--max-epochs", type=int, default=None)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--report-only", action="store_true")
+    args = ap.parse_args(argv)
+    if not args.report_only:
+        fit_all(args)
+    params = load_params(args.params).model_dump()
+    spec = DatasetSpec(**params["benchmark"]["datasets"][args.dataset])
+    names = [s.name for s in load_benchmark_dataset(args.dataset, spec, args.root, None, "all")]
+    print(report(args.out, args.half, names))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
