@@ -32,6 +32,7 @@ from capmix.evaluation.thresholds import validation_threshold  # noqa: E402
 
 Z_GRID = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0)
 KEY = "window/validation/rpa_f1_eq13"
+ORACLE, AUC_PR = "window/oracle/rpa_f1_eq13", "window/auc_pr_mean"
 
 
 def fit_all(args: argparse.Namespace) -> None:
@@ -60,7 +61,7 @@ def fit_all(args: argparse.Namespace) -> None:
 
 def report(out: Path, half: str, names_all: list[str] | None = None) -> str:
     lines = [f"validation RPA-F1 (window, Eq. 13) in %, half={half}", "| seed | series | "
-             + " | ".join(f"z={z:g}" for z in Z_GRID) + " |", "|---|---|" + "---|" * len(Z_GRID)]
+             + " | ".join(f"z={z:g}" for z in Z_GRID) + " | oracle | AUC-PR |", "|---|---|" + "---|" * (len(Z_GRID) + 2)]
     per_seed = []
     for d in sorted(p for p in out.iterdir() if p.is_dir() and p.name.startswith("seed")):
         files = sorted(d.glob("*.npz"))
@@ -69,14 +70,16 @@ def report(out: Path, half: str, names_all: list[str] | None = None) -> str:
             files = [f for f in files if half == "all" or half_of(f.stem, pos[f.stem]) == half]
         if not files:
             continue
-        row = []
+        row, agg = [], {}
         for z in Z_GRID:
             res = []
             for f in files:
                 a = np.load(f)
                 res.append(evaluate_series(f.stem, a["scores"], a["labels"], validation_threshold(a["val"], z),
                                            int(a["window"]), int(a["stride"])))
-            row.append(100 * aggregate(res)[KEY])
+            agg = aggregate(res)  # the oracle and AUC-PR do not depend on z
+            row.append(100 * agg[KEY])
+        row += [100 * agg[ORACLE], 100 * agg[AUC_PR]]
         per_seed.append(row)
         lines.append(f"| {d.name} | {len(files)} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
     if len(per_seed) > 1:
