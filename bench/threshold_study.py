@@ -24,9 +24,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from capmix.atomic import atomic_file  # noqa: E402
 from capmix.config import load_params  # noqa: E402
 from capmix.detectors.registry import build_detector  # noqa: E402
-from capmix.evaluation.benchmark import DatasetSpec, _budget_overrides, half_of, load_benchmark_dataset  # noqa: E402
+from capmix.evaluation.benchmark import DatasetSpec, _budget_overrides, load_benchmark_dataset  # noqa: E402
 from capmix.evaluation.evaluate import aggregate, evaluate_series  # noqa: E402
 from capmix.evaluation.thresholds import validation_threshold  # noqa: E402
 
@@ -35,11 +36,9 @@ KEY = "window/validation/rpa_f1_eq13"
 ORACLE, AUC_PR = "window/oracle/rpa_f1_eq13", "window/auc_pr_mean"
 
 
-def fit_all(args: argparse.Namespace) -> None:
-    params = load_params(args.params).model_dump()
-    spec = DatasetSpec(**params["benchmark"]["datasets"][args.dataset])
+def fit_all(args: argparse.Namespace, params: dict, spec: DatasetSpec, series: list) -> None:
     for seed in args.seeds:
-        for s in load_benchmark_dataset(args.dataset, spec, args.root, None, args.half):
+        for s in series:
             path = args.out / f"seed{seed}" / f"{s.name}.npz"
             if path.exists():
                 continue
@@ -50,41 +49,34 @@ def fit_all(args: argparse.Namespace) -> None:
             det.fit(x_tr, y_tr)
             scores = det.decision_function(x_te)
             cfg = det.config
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.npz")
-            np.savez(tmp, val=np.asarray(det.val_scores_, np.float64), scores=scores.astype(np.float64),
-                     labels=y_te.astype(np.int8), window=cfg.window, stride=cfg.stride,
-                     threshold=det.threshold_)
-            tmp.replace(path)  # a half-written file is never taken for a finished fit
+            with atomic_file(path, suffix=".npz") as tmp:  # a half-written file is never taken for a fit
+                np.savez(tmp, val=np.asarray(det.val_scores_, np.float64), scores=scores.astype(np.float64),
+                         labels=y_te.astype(np.int8), window=cfg.window, stride=cfg.stride,
+                         threshold=det.threshold_)
             print(seed, s.name, f"{time.perf_counter() - t0:.1f}s", flush=True)
 
 
-def report(out: Path, half: str, names_all: list[str] | None = None) -> str:
+def report(out: Path, half: str, names: set[str]) -> str:
+    """The z grid per seed over the saved fits of ``names`` (the chosen half), then mean ± std."""
     lines = [f"validation RPA-F1 (window, Eq. 13) in %, half={half}", "| seed | series | "
              + " | ".join(f"z={z:g}" for z in Z_GRID) + " | oracle | AUC-PR |", "|---|---|" + "---|" * (len(Z_GRID) + 2)]
     per_seed = []
     for d in sorted(p for p in out.iterdir() if p.is_dir() and p.name.startswith("seed")):
-        files = sorted(d.glob("*.npz"))
-        if names_all is not None:  # half membership by position in the dataset's own order
-            pos = {n: i for i, n in enumerate(names_all, start=1)}
-            files = [f for f in files if half == "all" or half_of(f.stem, pos[f.stem]) == half]
-        if not files:
+        fits = [(f.stem, dict(np.load(f)))  # arrays read once, not once per z
+                for f in sorted(d.glob("*.npz")) if f.stem in names]
+        if not fits:
             continue
         row, agg = [], {}
         for z in Z_GRID:
-            res = []
-            for f in files:
-                a = np.load(f)
-                res.append(evaluate_series(f.stem, a["scores"], a["labels"], validation_threshold(a["val"], z),
-                                           int(a["window"]), int(a["stride"])))
-            agg = aggregate(res)  # the oracle and AUC-PR do not depend on z
+            agg = aggregate([evaluate_series(name, a["scores"], a["labels"], validation_threshold(a["val"], z),
+                                             int(a["window"]), int(a["stride"])) for name, a in fits])
             row.append(100 * agg[KEY])
-        row += [100 * agg[ORACLE], 100 * agg[AUC_PR]]
+        row += [100 * agg[ORACLE], 100 * agg[AUC_PR]]  # neither depends on z
         per_seed.append(row)
-        lines.append(f"| {d.name} | {len(files)} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
+        lines.append(f"| {d.name} | {len(fits)} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
     if len(per_seed) > 1:
         m, sd = np.mean(per_seed, axis=0), np.std(per_seed, axis=0)
-        lines.append(f"| mean ± std | | " + " | ".join(f"{a:.2f} ± {b:.2f}" for a, b in zip(m, sd)) + " |")
+        lines.append("| mean ± std | | " + " | ".join(f"{a:.2f} ± {b:.2f}" for a, b in zip(m, sd)) + " |")
     return "\n".join(lines)
 
 
@@ -100,12 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args(argv)
-    if not args.report_only:
-        fit_all(args)
     params = load_params(args.params).model_dump()
     spec = DatasetSpec(**params["benchmark"]["datasets"][args.dataset])
-    names = [s.name for s in load_benchmark_dataset(args.dataset, spec, args.root, None, "all")]
-    print(report(args.out, args.half, names))
+    series = load_benchmark_dataset(args.dataset, spec, args.root, None, args.half)  # the harness's halves
+    if not args.report_only:
+        fit_all(args, params, spec, series)
+    print(report(args.out, args.half, {s.name for s in series}))
     return 0
 
 

@@ -214,6 +214,7 @@ class EnsembleDetector(BaseDetector):
         return [(name, i) for name in self.config.members for i in range(self.config.member_seeds)]
 
     def _member_names(self) -> list[str]:
+        """The registry name of each fitted member, in ``members_`` order (restarts repeat it)."""
         return [name for name, _ in self._member_slots()]
 
     def fit(self, X: Any, y: Any | None = None, on_epoch: Any = None) -> EnsembleDetector:
