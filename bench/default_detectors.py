@@ -46,6 +46,8 @@ METHODS = {
     # (bench/capmix_restarts.py evaluates the same rule from two saved capmix runs)
     "capmix-restarts": ("ensemble", {"members": ("capmix",), "fallback_members": ("capmix",), "member_seeds": 2,
                                      "classic": False, "selection": "confidence", "confidence_reference": False}),
+    # CAPMix's network scored by the Gaussian density of its penultimate features (CutPaste's GDE)
+    "capmix-gde": ("capmix", {"window_score": "gde"}),
     "iforest": ("iforest", {}),
     "ocsvm": ("ocsvm", {}),
     "mp": ("mp", {}),

@@ -85,6 +85,13 @@ class DetectorConfig(BaseModel):
     lr_factor: float = Field(0.5, gt=0.0, lt=1.0)
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="chronological validation tail")
 
+    # -- window score (METHOD 5)
+    window_score: Literal["classifier", "gde"] = Field(
+        "classifier",
+        description="classifier: p = softmax[:, 1] (METHOD 5); gde: squared Mahalanobis distance of the "
+        "penultimate features to a Gaussian of the normal training windows' (CutPaste's GDE)",
+    )
+
     # -- decision (METHOD 6)
     threshold_z: float = Field(3.0, description="validation protocol: mean + z * std of val scores")
 

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from capmix import CAPMixDetector, DetectorConfig
 from capmix.detectors.base import NotFittedError
@@ -181,3 +182,39 @@ def test_concurrent_fits_in_threads_are_deterministic():
         together = list(ex.map(lambda x: CAPMixDetector(**FAST).fit(x).decision_function(x), xs))
     for a, b in zip(solo, together):
         np.testing.assert_array_equal(a, b)
+
+
+def test_gde_window_score_ranks_an_outlier_and_survives_save_load(tmp_path):
+    x = _series(c=2)
+    det = CAPMixDetector(**FAST, window_score="gde").fit(x)
+    assert det.density_ is not None and det.density_.precision.shape[0] == det.model_.head[0].out_features
+    test = _series(n=1000, c=2, seed=4)
+    test[600:620] += 3.0  # a level shift the training data never had
+    s = det.decision_function(test)
+    assert np.isfinite(s).all() and (s >= 0).all()
+    assert 600 - FAST["window"] <= int(np.argmax(s)) < 620
+    assert np.isfinite(det.threshold_) and det.threshold_ > np.median(s)
+    det.save(tmp_path / "m")
+    loaded = CAPMixDetector.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.decision_function(test), s)
+    # streaming scores go through the same window score
+    streamed = np.concatenate(list(loaded.score_chunks(iter(np.array_split(test, 7)))))
+    np.testing.assert_allclose(streamed, s, rtol=1e-5)
+
+
+def test_gde_and_classifier_share_the_network(fitted):
+    x = _series(c=2)
+    gde = CAPMixDetector(**FAST, window_score="gde").fit(x)
+    # the same seed trains the same network: only the window score differs
+    for a, b in zip(gde.model_.state_dict().values(), fitted.model_.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert fitted.density_ is None
+
+
+def test_model_file_with_the_wrong_window_score_refused(fitted, tmp_path):
+    path = fitted.save(tmp_path / "m")
+    config = json.loads((path / "config.json").read_text())
+    config["window_score"] = "gde"
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFileError):
+        CAPMixDetector.load(path)

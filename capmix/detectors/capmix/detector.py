@@ -16,11 +16,13 @@ import torch
 
 from capmix.config import DetectorConfig
 from capmix.detectors.base import BaseDetector, as_labels, as_series, check_scoring_input, data_digest
+from capmix.detectors.capmix.density import GaussianDensity
 from capmix.detectors.capmix.network import TCN, fuse_for_inference
 from capmix.detectors.capmix.training import (
     AugmentedData,
     EpochLog,
     build_training_data,
+    map_windows,
     predict_proba,
     resolve_device,
     seed_everything,
@@ -30,6 +32,8 @@ from capmix.windows import StandardScaler, point_scores, sliding_windows
 
 #: 2: TCN blocks stored as 1 x k Conv2d weights (format 1 held Conv1d weights)
 FORMAT_VERSION = 2
+#: weights-file keys of the ``window_score: gde`` density (beside the network's state dict)
+_DENSITY_MEAN, _DENSITY_PRECISION = "density.mean", "density.precision"
 
 
 def _input_windows(X: Any, scaler: StandardScaler, n_channels: int, cfg: DetectorConfig,
@@ -137,6 +141,7 @@ class CAPMixDetector(BaseDetector):
         self.best_epoch_ = result.best_epoch
         self.augmentation_ = data.report()
         self.dtw_distances_ = data.revision.distances if data.revision is not None else None
+        self.density_ = self._fit_density(data) if cfg.window_score == "gde" else None
         self._set_threshold(self._score(data.x_val[: data.n_val_real]), cfg.threshold_z)
         self.train_digest_ = data.train_digest
         return self
@@ -152,9 +157,33 @@ class CAPMixDetector(BaseDetector):
             self._fused, self._fused_of = fuse_for_inference(self.model_), self.model_
         return self._fused
 
+    def _fit_density(self, data: AugmentedData) -> GaussianDensity:
+        """The Gaussian of the penultimate features of the real, unlabelled training windows.
+
+        Fitted on the training split only, so the validation windows that set ``threshold_`` are
+        scored out of sample, as test windows are.
+        """
+        real = data.x_train[: data.n_train_real]
+        normal = real[data.y_train[: data.n_train_real] == 0]
+        if normal.shape[0] < 2:
+            raise ValueError(
+                f"window_score 'gde' needs at least 2 normal training windows, found {normal.shape[0]}; "
+                "use a longer training series or window_score 'classifier'"
+            )
+        model = self._scorer()
+        device = next(model.parameters()).device
+        feats = map_windows(model.embed, model, normal, self.config.score_batch_size, device, self.config.amp)
+        return GaussianDensity.fit(feats)
+
     def _score(self, windows: np.ndarray) -> np.ndarray:
-        device = next(self.model_.parameters()).device
-        return predict_proba(self._scorer(), windows, self.config.score_batch_size, device, self.config.amp)
+        model = self._scorer()
+        device = next(model.parameters()).device
+        cfg = self.config
+        if getattr(self, "density_", None) is not None:
+            density = self.density_
+            return map_windows(lambda xb: density.score(model.embed(xb)), model, windows,
+                               cfg.score_batch_size, device, cfg.amp)
+        return predict_proba(model, windows, cfg.score_batch_size, device, cfg.amp)
 
     def score_windows(self, X: Any) -> np.ndarray:
         """One score per window (window i starts at point ``i * stride``)."""
@@ -215,12 +244,22 @@ class CAPMixDetector(BaseDetector):
                 "best_epoch": self.best_epoch_, "augmentation": self.augmentation_}
 
     def _weights(self) -> dict[str, Any]:
-        return self.model_.state_dict()
+        weights = dict(self.model_.state_dict())
+        if getattr(self, "density_", None) is not None:
+            weights[_DENSITY_MEAN] = torch.from_numpy(self.density_.mean)
+            weights[_DENSITY_PRECISION] = torch.from_numpy(self.density_.precision)
+        return weights
 
     def _restore(self, state: dict[str, Any], weights: dict[str, Any], device: str | None) -> None:
         cfg = self.config
         model = TCN(self.n_channels_, cfg.window, cfg.kernel, cfg.features, cfg.dropout)
+        weights = dict(weights)
+        mean, precision = weights.pop(_DENSITY_MEAN, None), weights.pop(_DENSITY_PRECISION, None)
+        if (cfg.window_score == "gde") != (mean is not None and precision is not None):
+            raise ValueError(f"window_score is {cfg.window_score!r} but the weights "
+                             f"{'lack' if cfg.window_score == 'gde' else 'hold'} the feature density")
         model.load_state_dict(weights)
+        self.density_ = GaussianDensity(mean.numpy(), precision.numpy()) if mean is not None else None
         self.scaler_ = StandardScaler(np.asarray(state["scaler_mean"], dtype=np.float64),
                                       np.asarray(state["scaler_std"], dtype=np.float64))
         if self.scaler_.mean_.shape != (self.n_channels_,) or self.scaler_.std_.shape != (self.n_channels_,):

@@ -116,6 +116,13 @@ class TCN(nn.Module):
         # time-major flatten (B, L, F) as in the reference implementation
         return self.head(h.squeeze(2).transpose(1, 2).flatten(1))
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate features ``(B, flat // 2)``: the projector's hidden units, before the logits."""
+        h = x.transpose(1, 2).unsqueeze(2)
+        for block in self.blocks:
+            h = block(h)
+        return self.head[:-1](h.squeeze(2).transpose(1, 2).flatten(1))
+
 
 def fuse_for_inference(model: TCN) -> TCN:
     """An evaluation-only copy with each BatchNorm folded into the layer before it.

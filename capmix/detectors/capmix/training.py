@@ -48,6 +48,12 @@ class AugmentedData:
     def n_channels(self) -> int:
         return int(self.x_train.shape[2])
 
+    @property
+    def n_train_real(self) -> int:
+        """The first n_train_real rows of x_train are real windows (the rest are injected copies)."""
+        n_val_injected = self.x_val.shape[0] - self.n_val_real
+        return int(self.x_train.shape[0] - (self.n_injected - n_val_injected))
+
     def save(self, path: str | Path) -> Path:
         """Write as a plain ``.npz`` (no pickle) atomically, so a pipeline task can hand it on."""
         path = Path(path)
@@ -249,13 +255,19 @@ def predict_proba(model: TCN, x: np.ndarray | torch.Tensor, batch_size: int, dev
 
     ``amp`` runs the network under float16 autocast (CUDA only; the softmax is taken in float32).
     """
+    return map_windows(lambda xb: torch.softmax(model(xb).float(), dim=1)[:, 1], model, x, batch_size, device, amp)
+
+
+def map_windows(fn: Callable[[torch.Tensor], torch.Tensor], model: TCN, x: np.ndarray | torch.Tensor,
+                batch_size: int, device: torch.device, amp: bool = False) -> np.ndarray:
+    """``fn`` (one network pass per batch) over ``x`` in batches of ``batch_size``, evaluation mode."""
     model.eval()
     out = []
     amp = amp and device.type == "cuda"
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=amp):
         for start in range(0, x.shape[0], batch_size):
             xb = torch.as_tensor(np.ascontiguousarray(x[start : start + batch_size])).to(device)
-            out.append(torch.softmax(model(xb).float(), dim=1)[:, 1].cpu())
+            out.append(fn(xb).float().cpu())
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
 
