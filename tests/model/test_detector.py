@@ -44,7 +44,7 @@ def test_score_every_point(fitted):
     x = _series(n=1003, c=2, seed=1)  # 1003 is not a multiple of the stride: a tail exists
     s = fitted.decision_function(x)
     assert s.shape == (1003,)
-    assert np.isfinite(s).all() and (s >= 0).all() and (s <= 1).all()
+    assert np.isfinite(s).all() and (s >= 0).all()  # squared Mahalanobis distances (window_score gde)
     assert set(np.unique(fitted.predict(x))) <= {0, 1}
 
 
@@ -57,8 +57,9 @@ def test_same_seed_identical_scores():
 
 def test_monitor_records_every_epoch_without_changing_the_model():
     x, later = _series(), _series(n=1000, seed=5)
-    plain = CAPMixDetector(**FAST, seed=3).fit(x)
-    watched = CAPMixDetector(**FAST, seed=3).fit(x, monitor=later)
+    # the monitor records the classifier's p after every epoch, whatever the window score
+    plain = CAPMixDetector(**FAST, seed=3, window_score="classifier").fit(x)
+    watched = CAPMixDetector(**FAST, seed=3, window_score="classifier").fit(x, monitor=later)
     n_windows = (1000 - FAST["window"]) // FAST["stride"] + 1
     assert watched.monitor_scores_.shape == (len(watched.history_), n_windows)
     np.testing.assert_array_equal(plain.decision_function(later), watched.decision_function(later))
@@ -186,7 +187,7 @@ def test_concurrent_fits_in_threads_are_deterministic():
 
 def test_gde_window_score_ranks_an_outlier_and_survives_save_load(tmp_path):
     x = _series(c=2)
-    det = CAPMixDetector(**FAST, window_score="gde").fit(x)
+    det = CAPMixDetector(**FAST).fit(x)  # window_score gde is the default
     assert det.density_ is not None and det.density_.precision.shape[0] == det.model_.head[0].out_features
     test = _series(n=1000, c=2, seed=4)
     test[600:620] += 3.0  # a level shift the training data never had
@@ -204,17 +205,19 @@ def test_gde_window_score_ranks_an_outlier_and_survives_save_load(tmp_path):
 
 def test_gde_and_classifier_share_the_network(fitted):
     x = _series(c=2)
-    gde = CAPMixDetector(**FAST, window_score="gde").fit(x)
+    classifier = CAPMixDetector(**FAST, window_score="classifier").fit(x)
     # the same seed trains the same network: only the window score differs
-    for a, b in zip(gde.model_.state_dict().values(), fitted.model_.state_dict().values(), strict=True):
+    for a, b in zip(classifier.model_.state_dict().values(), fitted.model_.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
-    assert fitted.density_ is None
+    assert classifier.density_ is None and fitted.density_ is not None
+    s = classifier.decision_function(x)
+    assert (s >= 0).all() and (s <= 1).all()  # the paper's score: p of the anomalous class
 
 
 def test_model_file_with_the_wrong_window_score_refused(fitted, tmp_path):
     path = fitted.save(tmp_path / "m")
     config = json.loads((path / "config.json").read_text())
-    config["window_score"] = "gde"
+    config["window_score"] = "classifier"
     (path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelFileError):
         CAPMixDetector.load(path)

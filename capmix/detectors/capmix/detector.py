@@ -77,7 +77,8 @@ class CAPMixDetector(BaseDetector):
         ``checkpoint``: a file written after every epoch; a later fit on the same data and config
         resumes from it and ends with exactly the model an uninterrupted fit gives.
         ``monitor``: a series (T', C) whose window scores are recorded after every epoch in
-        ``monitor_scores_`` (epochs x windows); the fitted model does not depend on it.
+        ``monitor_scores_`` (epochs x windows: the classifier's p, whatever ``window_score`` is, since
+        the density is fitted once after training); the fitted model does not depend on it.
         """
         return self.fit_prepared(self.prepare(X, y), on_epoch=on_epoch, checkpoint=checkpoint, monitor=monitor)
 
