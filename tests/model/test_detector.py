@@ -214,10 +214,32 @@ def test_gde_and_classifier_share_the_network(fitted):
     assert (s >= 0).all() and (s <= 1).all()  # the paper's score: p of the anomalous class
 
 
+def _rewrite(path, name, edit):
+    """Edit one JSON file of a model folder and re-sign it, as a consistent (not truncated) file."""
+    from capmix.modelfiles import CHECKSUMS, sha256_file
+
+    data = json.loads((path / name).read_text())
+    edit(data)
+    (path / name).write_text(json.dumps(data))
+    sums = json.loads((path / CHECKSUMS).read_text())
+    sums[name] = sha256_file(path / name)
+    (path / CHECKSUMS).write_text(json.dumps(sums))
+
+
 def test_model_file_with_the_wrong_window_score_refused(fitted, tmp_path):
     path = fitted.save(tmp_path / "m")
-    config = json.loads((path / "config.json").read_text())
-    config["window_score"] = "classifier"
-    (path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ModelFileError):
+    _rewrite(path, "config.json", lambda c: c.update(window_score="classifier"))
+    _rewrite(path, "state.json", lambda c: c.update(window_score="classifier"))
+    with pytest.raises(ModelFileError, match="the weights hold the feature density"):
         CAPMixDetector.load(path)
+
+
+def test_model_saved_before_window_score_existed_loads_as_classifier(tmp_path):
+    x = _series()
+    det = CAPMixDetector(**FAST, window_score="classifier").fit(x)
+    path = det.save(tmp_path / "m")
+    _rewrite(path, "config.json", lambda c: c.pop("window_score"))
+    _rewrite(path, "state.json", lambda c: c.pop("window_score"))
+    loaded = CAPMixDetector.load(path)
+    assert loaded.config.window_score == "classifier" and loaded.density_ is None
+    np.testing.assert_array_equal(loaded.decision_function(x), det.decision_function(x))

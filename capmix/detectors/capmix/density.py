@@ -45,5 +45,7 @@ class GaussianDensity:
         """Squared Mahalanobis distance of each row of ``features`` (B, D) to the mean."""
         mean = torch.as_tensor(self.mean, device=features.device)
         precision = torch.as_tensor(self.precision, device=features.device)
-        d = features.float() - mean
-        return ((d @ precision) * d).sum(dim=1)
+        # float32 even under AMP autocast: float16 overflows on distances past 65504
+        with torch.autocast(features.device.type, enabled=False):
+            d = features.float() - mean
+            return ((d @ precision) * d).sum(dim=1)

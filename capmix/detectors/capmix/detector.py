@@ -242,7 +242,8 @@ class CAPMixDetector(BaseDetector):
     # ----------------------------------------------------------------- persistence
     def _state(self) -> dict[str, Any]:
         return {"scaler_mean": self.scaler_.mean_.tolist(), "scaler_std": self.scaler_.std_.tolist(),
-                "best_epoch": self.best_epoch_, "augmentation": self.augmentation_}
+                "best_epoch": self.best_epoch_, "augmentation": self.augmentation_,
+                "window_score": self.config.window_score}
 
     def _weights(self) -> dict[str, Any]:
         weights = dict(self.model_.state_dict())
@@ -252,6 +253,8 @@ class CAPMixDetector(BaseDetector):
         return weights
 
     def _restore(self, state: dict[str, Any], weights: dict[str, Any], device: str | None) -> None:
+        if "window_score" not in state:  # saved before the option existed: scored by the classifier
+            self.config = self.config.replace(window_score="classifier")
         cfg = self.config
         model = TCN(self.n_channels_, cfg.window, cfg.kernel, cfg.features, cfg.dropout)
         weights = dict(weights)
