@@ -43,11 +43,7 @@ def features(det, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pen, flat = [], []
     with torch.inference_mode():
         for i in range(0, len(windows), BATCH):
-            h = torch.as_tensor(np.ascontiguousarray(windows[i:i + BATCH]), dtype=torch.float32)
-            h = h.transpose(1, 2).unsqueeze(2)
-            for block in m.blocks:
-                h = block(h)
-            f = h.squeeze(2).transpose(1, 2).flatten(1)
+            f = m.block_features(torch.as_tensor(np.ascontiguousarray(windows[i:i + BATCH]), dtype=torch.float32))
             flat.append(f.numpy())
             pen.append(m.head[:-1](f).numpy())
     return np.concatenate(pen), np.concatenate(flat)

@@ -100,12 +100,12 @@ class TCN(nn.Module):
             if isinstance(m, SeededDropout):
                 m.generator = generator
 
-    def forward(
+    def block_features(
         self,
         x: torch.Tensor,
         mix: tuple[int, float, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Logits ``(B, 2)``; ``mix = (layer, lam, perm)`` mixes ``h = lam*h + (1-lam)*h[perm]``."""
+        """Output of block 3, flattened time-major ``(B, L * F)``; ``mix`` as in :meth:`forward`."""
         h = x.transpose(1, 2).unsqueeze(2)  # (B, C, 1, W) for the 1 x k convolutions
         if mix is not None and mix[0] == 0:
             h = _mix(h, mix)
@@ -114,14 +114,19 @@ class TCN(nn.Module):
             if mix is not None and mix[0] == i:
                 h = _mix(h, mix)
         # time-major flatten (B, L, F) as in the reference implementation
-        return self.head(h.squeeze(2).transpose(1, 2).flatten(1))
+        return h.squeeze(2).transpose(1, 2).flatten(1)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mix: tuple[int, float, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Logits ``(B, 2)``; ``mix = (layer, lam, perm)`` mixes ``h = lam*h + (1-lam)*h[perm]``."""
+        return self.head(self.block_features(x, mix))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The penultimate features ``(B, flat // 2)``: the projector's hidden units, before the logits."""
-        h = x.transpose(1, 2).unsqueeze(2)
-        for block in self.blocks:
-            h = block(h)
-        return self.head[:-1](h.squeeze(2).transpose(1, 2).flatten(1))
+        return self.head[:-1](self.block_features(x))
 
 
 def fuse_for_inference(model: TCN) -> TCN:
