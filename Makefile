@@ -12,7 +12,7 @@ STAMP   := $(VENV)/.installed
 # and in tests/conftest.py): nothing here reaches the internet at run time
 export NUMBA_CACHE_DIR := $(CURDIR)/.numba_cache
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench gpu-bundle clean
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,17 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_dtw.py
 	$(BIN)/python bench/bench_train.py
+
+# what bench/gpu_check.py needs on a CUDA machine without package or data access (Python 3.12,
+# x86-64, torch and numba installed there): the wheels pinned in requirements/lock.txt that it lacks,
+# and the archive's longest UCR series, into .gpu/ (git-ignored; the device command is in the script)
+GPU_WHEELS := pydantic pydantic_core annotated-types typing-inspection stumpy
+DATA_ROOT  ?= ../shared/datasets
+gpu-bundle:
+	$(PY) -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .gpu \
+	  $$(grep -i -E '^($(shell echo $(GPU_WHEELS) | tr ' ' '|'))==' requirements/lock.txt)
+	cp $(DATA_ROOT)/ucr/all_250/240_UCR_Anomaly_*.txt.xz .gpu/
 
 # only what make and the pipeline build: metrics/ and plots/ are tracked (DVC keeps them in git)
 clean:
