@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # two short trainings and a numba compile: about a minute
 
 
 @pytest.fixture(scope="module")
