@@ -83,10 +83,12 @@ def environment() -> dict:
     if info["cuda"]:
         info["gpu"] = torch.cuda.get_device_name(0)
     try:
+        import numba
         import stumpy
         from numba import cuda
 
         info["stumpy"] = stumpy.__version__
+        info["numba_threads"] = numba.get_num_threads()  # the CPU join's parallelism
         info["numba_cuda"] = bool(cuda.is_available())
     except Exception as exc:  # noqa: BLE001 - reported, the CAPMix steps do not need stumpy
         info["stumpy"] = f"unavailable: {exc}"
