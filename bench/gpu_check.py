@@ -95,8 +95,16 @@ def environment() -> dict:
     return info
 
 
-def train_capmix(data, device: str, amp: bool, epochs: int, test: np.ndarray, seed: int) -> tuple[dict, Any]:
-    """Train ``epochs`` epochs (no early stop) on prepared windows; time training and scoring."""
+def prepare(train: np.ndarray, seed: int, held: dict) -> dict:
+    """Injection and DTW revision (CPU work), done once and shared by every device: ``held["data"]``."""
+    held["data"] = CAPMixDetector(seed=seed).prepare(train[:, None])
+    return {"train_windows": int(held["data"].x_train.shape[0])}
+
+
+def train_capmix(data, device: str, amp: bool, epochs: int, test: np.ndarray, seed: int,
+                 held: dict, name: str) -> dict:
+    """Train ``epochs`` epochs (no early stop) on prepared windows; time training and scoring.
+    The fitted model is kept as ``held[name]`` for the same-weights check."""
     det = CAPMixDetector(device=device, amp=amp, max_epochs=epochs, min_epochs=epochs, patience=epochs,
                          seed=seed)
     t0 = time.perf_counter()
@@ -108,12 +116,13 @@ def train_capmix(data, device: str, amp: bool, epochs: int, test: np.ndarray, se
     t0 = time.perf_counter()
     scores = det.decision_function(test)
     score_s = time.perf_counter() - t0
+    held[name] = det
     return {"device": device, "amp": amp, "epochs": len(det.history_), "train_windows": n,
             "train_windows_per_s": round(statistics.median(steady), 1),
             "first_epoch_windows_per_s": round(rates[0], 1) if rates else None,
             "fit_prepared_s": round(fit_s, 2), "score_s": round(score_s, 3),
             "score_points_per_s": round(test.shape[0] / score_s, 1),
-            "top_location": int(np.argmax(scores))}, det
+            "top_location": int(np.argmax(scores))}
 
 
 def same_weights(det: CAPMixDetector, test: np.ndarray) -> dict:
@@ -185,28 +194,16 @@ def main(argv: list[str] | None = None) -> int:
                               "test_points": int(test.shape[0]), "devices": devices}
     _step(report, "environment", environment)
 
-    held: dict = {}
-
-    def prepare() -> dict:  # injection and DTW revision: CPU work, done once for every device
-        held["data"] = CAPMixDetector(seed=args.seed).prepare(train[:, None])
-        return {"train_windows": int(held["data"].x_train.shape[0])}
-
-    _step(report, "prepare", prepare)
-    prepared = held.get("data")
-    if prepared is not None:
+    held: dict = {}  # the prepared windows and the fitted models, for the steps that reuse them
+    _step(report, "prepare", lambda: prepare(train, args.seed, held))
+    if "data" in held:
         runs = [(d, False) for d in devices] + [("cuda", True)] * ("cuda" in devices)
         for device, amp in runs:
             name = f"capmix_{device}{'_amp' if amp else ''}"
-            holder: dict = {}
-
-            def run(device=device, amp=amp, holder=holder):
-                out, det = train_capmix(prepared, device, amp, args.epochs, test[:, None], args.seed)
-                holder["det"] = det
-                return out
-
-            _step(report, name, run)
-            if device == "cuda" and not amp and "det" in holder:
-                _step(report, "same_weights_cuda_vs_cpu", lambda h=holder: same_weights(h["det"], test[:, None]))
+            _step(report, name, lambda d=device, a=amp, n=name: train_capmix(
+                held["data"], d, a, args.epochs, test[:, None], args.seed, held, n))
+        if "capmix_cuda" in held:
+            _step(report, "same_weights_cuda_vs_cpu", lambda: same_weights(held["capmix_cuda"], test[:, None]))
 
     if not args.no_join:
         m = int(estimate_period(train) or _JOIN["default_period"])  # the one-period join window
