@@ -37,7 +37,8 @@ bench: $(STAMP)
 # x86-64, torch and numba installed there): the wheels pinned in requirements/lock.txt that it lacks,
 # and the archive's longest UCR series, into .gpu/ (git-ignored; the device command is in the script)
 GPU_WHEELS := pydantic pydantic_core annotated-types typing-inspection stumpy
-DATA_ROOT  ?= $(or $(CAPMIX_DATA_ROOT),../shared/datasets)  # the tests' real-data root
+# the tests' real-data root
+DATA_ROOT  ?= $(or $(CAPMIX_DATA_ROOT),../shared/datasets)
 gpu-bundle:
 	$(PY) -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .gpu \
