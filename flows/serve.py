@@ -87,14 +87,42 @@ def main(argv: list[str] | None = None) -> int:
     cron, timezone = deployment_schedule(p)
     print(f"serving {FLOW_NAME}/{args.name}: cron {cron!r} ({timezone}), day files from "
           f"{p.nightly.workdir}/inbox; Ctrl-C to stop")
-    nightly_flow.serve(
-        name=args.name,
-        schedules=[Cron(cron, timezone=timezone)],
-        parameters=deployment_parameters(args.params),
-        description=DESCRIPTION,
-        tags=TAGS,
-    )
+    try:
+        nightly_flow.serve(
+            name=args.name,
+            schedules=[Cron(cron, timezone=timezone)],
+            parameters=deployment_parameters(args.params),
+            description=DESCRIPTION,
+            tags=TAGS,
+        )
+    finally:
+        pause_served(f"{FLOW_NAME}/{args.name}")
     return 0
+
+
+def pause_served(full_name: str) -> bool:
+    """Pause the served deployment's schedule once serving stops.
+
+    Prefect's runner pauses it on shutdown too, but only on a best-effort path: a Ctrl-C that lands
+    while the runner is still busy can cancel that call, and the server would then go on scheduling
+    runs nobody executes (seen once in CI). Pausing again is harmless. Returns whether it is paused.
+    """
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as client:
+            deployment = client.read_deployment_by_name(full_name)
+            if not deployment.paused:
+                client.pause_deployment(deployment.id)
+    except ObjectNotFound:
+        return False  # serving failed before the deployment was registered: nothing to pause
+    except Exception as exc:  # the API is down: say so instead of hiding the original error
+        print(f"could not pause {full_name} on the Prefect API ({exc}); pause it in the Prefect UI or with "
+              f"`prefect deployment schedule pause {full_name} --all`", file=sys.stderr)
+        return False
+    print(f"stopped serving {full_name}; its schedule is paused")
+    return True
 
 
 if __name__ == "__main__":

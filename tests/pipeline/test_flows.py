@@ -431,6 +431,8 @@ def test_served_nightly_deployment_has_the_params_schedule(harness, monkeypatch)
     assert served.name == nightly_flow.name == "capmix-nightly"
     assert kw["name"] == "capmix-nightly"
     assert [(s.cron, s.timezone) for s in kw["schedules"]] == [(cron, timezone)]
+    # once serving stops, the schedule is paused even where Prefect's own pause on shutdown was lost
+    assert _read_deployment("capmix-nightly/capmix-nightly").paused is True
 
     with pytest.raises(ValueError, match="not an IANA time zone"):
         serve.deployment_schedule(parse_params({"schedule": {"cron": "0 2 * * *", "timezone": "Mars/Olympus"}}))

@@ -470,7 +470,7 @@ def run_serve(w: World, shell: Shell, command: str) -> None:
     out = log.read_text()
     assert code is not None, f"{command!r} did not stop within 120 s of Ctrl-C: {_tail(out)}"
     assert "shutting down" in out or code == 0, (code, _tail(out))
-    assert w.server.deployment(dep_name)["paused"] is True  # stopping pauses its schedule
+    assert w.server.deployment(dep_name)["paused"] is True, _tail(out)  # stopping pauses its schedule
 
 
 # ============================================================================== the test
