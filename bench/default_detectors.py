@@ -81,8 +81,21 @@ def sample(series: list, k: int) -> list:
     return [series[int(i)] for i in np.linspace(0, len(series) - 1, k).round().astype(int)]
 
 
+def classifier_too(det, test: np.ndarray, train: np.ndarray) -> dict:
+    """A ``gde`` CAPMix's other window score from the same network: the classifier's p on the test
+    and training parts, and the density's scores of the training part (for offline combinations).
+    Without a fitted density CAPMix scores windows by the classifier, so it is set aside meanwhile."""
+    density, det.density_ = det.density_, None
+    try:
+        out = {"cls_scores": det.decision_function(test), "cls_train_scores": det.decision_function(train)}
+    finally:
+        det.density_ = density
+    out["train_scores"] = det.decision_function(train)
+    return {k: v.astype(np.float32) for k, v in out.items()}
+
+
 def run_cell(s, method: str, seed: int, train_labels: bool, ucr: bool = False,
-             train_scores: bool = True) -> tuple[dict, dict]:
+             train_scores: bool = True, with_classifier: bool = False) -> tuple[dict, dict]:
     """The cell's JSON record and its arrays (test scores, labels, the scores of the training part)."""
     name, over = METHODS[method]
     det = build_detector(name, seed=seed, **over)
@@ -103,6 +116,8 @@ def run_cell(s, method: str, seed: int, train_labels: bool, ucr: bool = False,
                 else np.zeros(0))  # for offline combination studies
     arrays = {"scores": scores.astype(np.float32), "train_scores": on_train.astype(np.float32),
               "labels": y.astype(np.int8)}
+    if with_classifier and getattr(det, "density_", None) is not None:
+        arrays |= classifier_too(det, s.values[s.train_end:], s.values[: s.train_end])
     return {"series": s.name, "method": method, "auc_pr": pr, "auc_roc": roc,
             "epochs": getattr(det, "best_epoch_", None), "seconds": round(seconds, 2),
             "test_points": int(y.shape[0]), "anomaly_share": float(y.mean()), **extra}, arrays
@@ -136,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
                          "pipeline does; only CAPMix uses them, as known anomalies)")
     ap.add_argument("--no-train-scores", dest="train_scores", action="store_false",
                     help="do not also score the training part (it doubles the cost of a cell)")
+    ap.add_argument("--with-classifier", action="store_true",
+                    help="gde CAPMix cells also save the classifier's scores of the same network and both "
+                         "scores of the training part (cls_scores, cls_train_scores, train_scores)")
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--ucr-half", choices=["odd", "even"], default="odd", help="UCR: which half to run")
     ap.add_argument("--holdout", type=int, default=None,
@@ -164,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     try:
                         cell, arrays = run_cell(s, m, args.seed, args.train_labels, ucr=ds == "ucr",
-                                               train_scores=args.train_scores)
+                                               train_scores=args.train_scores,
+                                               with_classifier=args.with_classifier)
                     except ValueError as exc:  # e.g. a training part too short for the detector
                         target.write_text(json.dumps({"series": s.name, "method": m, "error": str(exc)}))
                         print(f"{ds:6s} {m:17s} failed: {exc}", flush=True)

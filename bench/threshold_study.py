@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=1 python bench/threshold_study.py --dataset aiops --method ensemble --half odd \
         --max-epochs 20 --seeds 0 --out DIR
     python bench/threshold_study.py --out DIR --report-only [--half even]
+    python bench/threshold_study.py --out DIR --report-only --rules [--half even]
 
 Each series is fitted once per seed exactly as ``capmix benchmark`` fits its cell (params, dataset
 preset, ``--max-epochs`` reaching CAPMix members); its held-out training scores (``val_scores_``, the
@@ -10,6 +11,11 @@ scores the detector's own ``threshold_`` comes from), its test scores and labels
 z is evaluated on the same fits. The metric is the harness's: ``evaluate_series`` per series, then
 ``aggregate``'s event-weighted window RPA-F1 (Eq. 13), i.e. the report's "RPA-F1 validation" column.
 z is a knob chosen on the odd half; the even half is reported apart.
+
+``--rules`` reports other label-free rules on the same fits instead of the z grid: high quantiles
+of the held-out scores, a robust median + k * MAD rule (the held-out tail of a series with labelled
+anomalies in its training part holds some of them), and peaks-over-threshold (Siffer et al., KDD
+2017: a generalised Pareto fitted to the excesses over the 98th percentile, extrapolated to a risk q).
 """
 
 from __future__ import annotations
@@ -36,6 +42,34 @@ KEY = "window/validation/rpa_f1_eq13"
 ORACLE, AUC_PR = "window/oracle/rpa_f1_eq13", "window/auc_pr_mean"
 
 
+def pot_threshold(val: np.ndarray, risk: float, initial: float = 0.98) -> float:
+    """Peaks-over-threshold: the level exceeded with probability ``risk`` under a generalised Pareto
+    fitted (location 0) to the excesses over the ``initial`` quantile; the maximum when too few."""
+    from scipy.stats import genpareto
+
+    t = float(np.quantile(val, initial))
+    excess = val[val > t] - t
+    if len(excess) < 10:  # a GPD fit on a handful of points says nothing
+        return float(val.max())
+    shape, _, scale = genpareto.fit(excess, floc=0)
+    ratio = risk * len(val) / len(excess)
+    if abs(shape) < 1e-6:  # the exponential limit
+        return t - scale * float(np.log(ratio))
+    return t + scale / shape * (ratio ** -shape - 1)
+
+
+def mad_threshold(val: np.ndarray, k: float) -> float:
+    med = float(np.median(val))
+    return med + k * 1.4826 * float(np.median(np.abs(val - med)))
+
+
+RULES = {f"z={z:g}": (lambda v, z=z: validation_threshold(v, z)) for z in (2.0, 3.0, 4.0)}
+RULES |= {f"q{q:g}": (lambda v, q=q: float(np.quantile(v, q))) for q in (0.99, 0.995, 0.999)}
+RULES["max"] = lambda v: float(np.max(v))
+RULES |= {f"med+{k:g}MAD": (lambda v, k=k: mad_threshold(v, k)) for k in (5.0, 8.0, 12.0)}
+RULES |= {f"POT q={q:g}": (lambda v, q=q: pot_threshold(v, q)) for q in (1e-2, 1e-3, 1e-4)}
+
+
 def fit_all(args: argparse.Namespace, params: dict, spec: DatasetSpec, series: list) -> None:
     for seed in args.seeds:
         for s in series:
@@ -56,10 +90,11 @@ def fit_all(args: argparse.Namespace, params: dict, spec: DatasetSpec, series: l
             print(seed, s.name, f"{time.perf_counter() - t0:.1f}s", flush=True)
 
 
-def report(out: Path, half: str, names: set[str]) -> str:
-    """The z grid per seed over the saved fits of ``names`` (the chosen half), then mean ± std."""
+def report(out: Path, half: str, names: set[str], rules: dict | None = None) -> str:
+    """The z grid (or ``rules``) per seed over the saved fits of ``names`` (the chosen half), then mean ± std."""
+    rules = rules or {f"z={z:g}": (lambda v, z=z: validation_threshold(v, z)) for z in Z_GRID}
     lines = [f"validation RPA-F1 (window, Eq. 13) in %, half={half}", "| seed | series | "
-             + " | ".join(f"z={z:g}" for z in Z_GRID) + " | oracle | AUC-PR |", "|---|---|" + "---|" * (len(Z_GRID) + 2)]
+             + " | ".join(rules) + " | oracle | AUC-PR |", "|---|---|" + "---|" * (len(rules) + 2)]
     per_seed = []
     for d in sorted(p for p in out.iterdir() if p.is_dir() and p.name.startswith("seed")):
         fits = [(f.stem, dict(np.load(f)))  # arrays read once, not once per z
@@ -67,11 +102,11 @@ def report(out: Path, half: str, names: set[str]) -> str:
         if not fits:
             continue
         row, agg = [], {}
-        for z in Z_GRID:
-            agg = aggregate([evaluate_series(name, a["scores"], a["labels"], validation_threshold(a["val"], z),
+        for rule in rules.values():
+            agg = aggregate([evaluate_series(name, a["scores"], a["labels"], rule(a["val"]),
                                              int(a["window"]), int(a["stride"])) for name, a in fits])
             row.append(100 * agg[KEY])
-        row += [100 * agg[ORACLE], 100 * agg[AUC_PR]]  # neither depends on z
+        row += [100 * agg[ORACLE], 100 * agg[AUC_PR]]  # neither depends on the threshold
         per_seed.append(row)
         lines.append(f"| {d.name} | {len(fits)} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
     if len(per_seed) > 1:
@@ -91,13 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--rules", action="store_true", help="report the other label-free rules, not the z grid")
     args = ap.parse_args(argv)
     params = load_params(args.params).model_dump()
     spec = DatasetSpec(**params["benchmark"]["datasets"][args.dataset])
     series = load_benchmark_dataset(args.dataset, spec, args.root, None, args.half)  # the harness's halves
     if not args.report_only:
         fit_all(args, params, spec, series)
-    print(report(args.out, args.half, {s.name for s in series}))
+    print(report(args.out, args.half, {s.name for s in series}, RULES if args.rules else None))
     return 0
 
 
