@@ -31,16 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from capmix.data.loaders import load_dataset  # noqa: E402
+from capmix.detectors.classic import robust_z  # noqa: E402
 from capmix.detectors.confidence import peak_confidence  # noqa: E402
 from capmix.detectors.period import estimate_period  # noqa: E402
 from capmix.evaluation.thresholds import ucr_archive_hit  # noqa: E402
 
 EDGE = 0.02  # share of the test part counted as its start or end
-
-
-def robust_z(s: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    med = np.median(ref)
-    return (s - med) / (1.4826 * np.median(np.abs(ref - med)) + 1e-12)
 
 
 def plain_z(s: np.ndarray, ref: np.ndarray) -> np.ndarray:

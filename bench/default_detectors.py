@@ -81,17 +81,16 @@ def sample(series: list, k: int) -> list:
     return [series[int(i)] for i in np.linspace(0, len(series) - 1, k).round().astype(int)]
 
 
-def classifier_too(det, test: np.ndarray, train: np.ndarray) -> dict:
+def classifier_scores(det, test: np.ndarray, train: np.ndarray) -> dict:
     """A ``gde`` CAPMix's other window score from the same network: the classifier's p on the test
-    and training parts, and the density's scores of the training part (for offline combinations).
-    Without a fitted density CAPMix scores windows by the classifier, so it is set aside meanwhile."""
+    and training parts (for offline combinations). Without a fitted density CAPMix scores windows by
+    the classifier, so it is set aside meanwhile."""
     density, det.density_ = det.density_, None
     try:
-        out = {"cls_scores": det.decision_function(test), "cls_train_scores": det.decision_function(train)}
+        return {"cls_scores": det.decision_function(test).astype(np.float32),
+                "cls_train_scores": det.decision_function(train).astype(np.float32)}
     finally:
         det.density_ = density
-    out["train_scores"] = det.decision_function(train)
-    return {k: v.astype(np.float32) for k, v in out.items()}
 
 
 def run_cell(s, method: str, seed: int, train_labels: bool, ucr: bool = False,
@@ -112,12 +111,13 @@ def run_cell(s, method: str, seed: int, train_labels: bool, ucr: bool = False,
             (kind, w, round(q, 4)) for kind, w, q in ch["candidates"]]} for ch in det.selection_]
     if ucr:  # one anomaly per series: the archive's rule (METHOD.md section 6)
         extra["ucr_hit"] = bool(ucr_archive_hit(scores, y).hit)
-    on_train = (det.decision_function(s.values[: s.train_end]) if train_scores and not ucr
+    both = with_classifier and getattr(det, "density_", None) is not None  # gde: also the classifier's scores
+    on_train = (det.decision_function(s.values[: s.train_end]) if (train_scores and not ucr) or both
                 else np.zeros(0))  # for offline combination studies
     arrays = {"scores": scores.astype(np.float32), "train_scores": on_train.astype(np.float32),
               "labels": y.astype(np.int8)}
-    if with_classifier and getattr(det, "density_", None) is not None:
-        arrays |= classifier_too(det, s.values[s.train_end:], s.values[: s.train_end])
+    if both:
+        arrays |= classifier_scores(det, s.values[s.train_end:], s.values[: s.train_end])
     return {"series": s.name, "method": method, "auc_pr": pr, "auc_roc": roc,
             "epochs": getattr(det, "best_epoch_", None), "seconds": round(seconds, 2),
             "test_points": int(y.shape[0]), "anomaly_share": float(y.mean()), **extra}, arrays
