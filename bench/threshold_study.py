@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from capmix.atomic import atomic_file  # noqa: E402
 from capmix.config import load_params  # noqa: E402
+from capmix.detectors.base import as_series  # noqa: E402
 from capmix.detectors.registry import build_detector  # noqa: E402
 from capmix.evaluation.benchmark import DatasetSpec, _budget_overrides, load_benchmark_dataset  # noqa: E402
 from capmix.evaluation.evaluate import aggregate, evaluate_series  # noqa: E402
@@ -88,11 +89,50 @@ def fit_all(args: argparse.Namespace, params: dict, spec: DatasetSpec, series: l
             det.fit(x_tr, y_tr)
             scores = det.decision_function(x_te)
             cfg = det.config
+            extra = member_arrays(det, x_tr, x_te) if args.members else {}
             with atomic_file(path, suffix=".npz") as tmp:  # a half-written file is never taken for a fit
                 np.savez(tmp, val=np.asarray(det.val_scores_, np.float64), scores=scores.astype(np.float64),
                          labels=y_te.astype(np.int8), window=cfg.window, stride=cfg.stride,
-                         threshold=det.threshold_)
+                         threshold=det.threshold_, **extra)
             print(seed, s.name, f"{time.perf_counter() - t0:.1f}s", flush=True)
+
+
+def member_arrays(det, x_tr: np.ndarray, x_te: np.ndarray) -> dict[str, np.ndarray]:
+    """An ensemble's per-member scores (robust z on its member scale, as its mean averages them) of
+    the test part and of the held-out training tail its threshold comes from (the split ``fit`` uses),
+    so member weights can be scored on the same fits (``--weights``)."""
+    cfg = det.config
+    split = min(max(int(round(x_tr.shape[0] * (1.0 - cfg.val_fraction))), 2 * cfg.window),
+                x_tr.shape[0] - cfg.window)
+    test = det._member_candidates(as_series(x_te))
+    tail = det._member_candidates(as_series(x_tr)[split:])
+    return {"member_names": np.array([k for k, *_ in test]),
+            "member_scores": np.stack([s for _, _, s, _ in test]),
+            "member_val": np.stack([s for _, _, s, _ in tail])}
+
+
+def weights_report(out: Path, half: str, names: set[str], weights: list[float], z: float = 3.0) -> str:
+    """Validation and oracle RPA-F1 and AUC-PR of w * member0 + (1 - w) * member1 (saved by
+    ``--members``), thresholded by the shipped rule on the same weighting of the held-out tail."""
+    lines = [f"member weight w of the first member, threshold mean + {z:g} std, half={half}",
+             "| w | validation per seed | validation | oracle | AUC-PR |", "|---|---|---|---|---|"]
+    fits_by_seed = [[(f.stem, dict(np.load(f))) for f in sorted(d.glob("*.npz")) if f.stem in names]
+                    for d in sorted(p for p in out.iterdir() if p.is_dir() and p.name.startswith("seed"))]
+    for w in weights:
+        rows = []
+        for fits in fits_by_seed:
+            evs = []
+            for name, a in fits:
+                ms, mv = a["member_scores"], a["member_val"]
+                s, v = w * ms[0] + (1 - w) * ms[1], w * mv[0] + (1 - w) * mv[1]
+                evs.append(evaluate_series(name, s, a["labels"], validation_threshold(v, z),
+                                           int(a["window"]), int(a["stride"])))
+            agg = aggregate(evs)
+            rows.append([100 * agg[KEY], 100 * agg[ORACLE], 100 * agg[AUC_PR]])
+        r = np.array(rows)
+        lines.append(f"| {w:g} | " + " / ".join(f"{v:.2f}" for v in r[:, 0]) + " | "
+                     + " | ".join(f"{m:.2f} ± {sd:.2f}" for m, sd in zip(r.mean(0), r.std(0))) + " |")
+    return "\n".join(lines)
 
 
 def report(out: Path, half: str, names: set[str], rules: dict | None = None) -> str:
@@ -132,13 +172,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--rules", action="store_true", help="report the other label-free rules, not the z grid")
+    ap.add_argument("--members", action="store_true", help="ensembles: also save each member's scores")
+    ap.add_argument("--weights", type=float, nargs="+", default=None,
+                    help="report w * member0 + (1 - w) * member1 at these w (fits saved with --members)")
     args = ap.parse_args(argv)
     params = load_params(args.params).model_dump()
     spec = DatasetSpec(**params["benchmark"]["datasets"][args.dataset])
     series = load_benchmark_dataset(args.dataset, spec, args.root, None, args.half)  # the harness's halves
     if not args.report_only:
         fit_all(args, params, spec, series)
-    print(report(args.out, args.half, {s.name for s in series}, RULES if args.rules else None))
+    names = {s.name for s in series}
+    if args.weights:
+        print(weights_report(args.out, args.half, names, args.weights))
+    else:
+        print(report(args.out, args.half, names, RULES if args.rules else None))
     return 0
 
 

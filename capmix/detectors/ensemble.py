@@ -149,6 +149,9 @@ class EnsembleConfig(BaseModel):
         "members", description="auto's fixed choice: the mean of the learned members' scores, or of all candidates")
     fallback_members: tuple[str, ...] | None = Field(
         None, description="members averaged by fallback 'members' (None = all); the others only compete on confidence")
+    member_weights: dict[str, float] = Field(
+        default_factory=dict, description="weight of each member (registry name) in the fallback's mean; a member "
+                                          "not named weighs 1, restarts share their member's weight")
     pick_combine: Literal["replace", "mean", "max"] = Field(
         "replace", description="auto, scheme period: a trusted pick replaces the fallback, or joins it by the mean "
                                "or the maximum of the two robust z-scores (the pick adds an anomaly, never hides one)")
@@ -178,6 +181,17 @@ class EnsembleConfig(BaseModel):
             if stray:
                 raise ValueError(f"fallback_members {stray} are not among members {list(self.members)}; "
                                  "list only members there (or null for all of them)")
+        return self
+
+    @model_validator(mode="after")
+    def _weights_of_members(self) -> EnsembleConfig:
+        stray = [m for m in self.member_weights if m not in self.members]
+        if stray:
+            raise ValueError(f"member_weights names {stray}, which are not among members {list(self.members)}; "
+                             "weigh only members")
+        bad = {m: w for m, w in self.member_weights.items() if not w > 0}
+        if bad:
+            raise ValueError(f"member_weights {bad} must be positive; leave a member out of members to drop it")
         return self
 
     def replace(self, **changes: Any) -> EnsembleConfig:
@@ -306,8 +320,10 @@ class EnsembleDetector(BaseDetector):
         trusted = cfg.selection == "auto" and pick_ok and conf[best] >= cfg.min_confidence
         if cfg.selection == "confidence" or (trusted and cfg.pick_combine == "replace"):
             return pick, info
-        pool = cands if cfg.fallback == "mean" or not self.members_ else self._fallback_pool(cands[-len(self.members_):])
-        fallback = np.mean(np.stack([np.asarray(s, dtype=np.float64) for _, _, s, _ in pool]), axis=0)
+        if cfg.fallback == "mean" or not self.members_:
+            fallback = np.mean(np.stack([np.asarray(s, dtype=np.float64) for _, _, s, _ in cands]), axis=0)
+        else:
+            fallback = self._fallback_mean(cands[-len(self.members_):])
         if trusted:  # many anomalies per series: the pick finds one kind, the fallback the others
             info["combined"] = cfg.pick_combine
             return ((pick + fallback) / 2 if cfg.pick_combine == "mean" else np.maximum(pick, fallback)), info
@@ -344,15 +360,18 @@ class EnsembleDetector(BaseDetector):
             return scaled(*cands[best][2:]), info
         info["chosen"] = "mean"
         if cfg.selection == "auto" and cfg.fallback == "members" and members:
-            pool = [np.asarray(s, dtype=np.float64) for _, _, s, _ in self._fallback_pool(members)]
-        else:
-            pool = [scaled(s, r) for _, _, s, r in cands]
-        return np.mean(np.stack(pool), axis=0), info
+            return self._fallback_mean(members), info
+        return np.mean(np.stack([scaled(s, r) for _, _, s, r in cands]), axis=0), info
 
-    def _fallback_pool(self, member_cands: list[tuple]) -> list[tuple]:
-        keep = self.config.fallback_members  # registry names, in the order of `members`
-        pool = [c for c, name in zip(member_cands, self._member_names()) if keep is None or name in keep]
-        return pool or member_cands
+    def _fallback_mean(self, member_cands: list[tuple]) -> np.ndarray:
+        """The fallback: the ``member_weights``-weighted mean of the ``fallback_members``' scores."""
+        cfg = self.config
+        keep = cfg.fallback_members  # registry names, in the order of `members`
+        pool = [(c, name) for c, name in zip(member_cands, self._member_names()) if keep is None or name in keep]
+        pool = pool or list(zip(member_cands, self._member_names()))
+        w = np.array([cfg.member_weights.get(name, 1.0) for _, name in pool], dtype=np.float64)
+        scores = np.stack([np.asarray(c[2], dtype=np.float64) for c, _ in pool])
+        return (w / w.sum()) @ scores
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, Any]:

@@ -234,6 +234,32 @@ def test_fallback_members_outside_members_is_a_config_error():
     assert EnsembleConfig(members=(), fallback_members=("ocsvm",)).members == ()  # no members: nothing to check
 
 
+def test_member_weights_must_name_members_and_be_positive():
+    with pytest.raises(ValueError, match=r"member_weights names \['iforest'\], which are not among members"):
+        EnsembleConfig(members=("capmix", "ocsvm"), member_weights={"iforest": 1.0})
+    with pytest.raises(ValueError, match=r"must be positive"):
+        EnsembleConfig(members=("ocsvm", "iforest"), member_weights={"ocsvm": 0.0})
+
+
+def test_member_weights_weigh_the_fallback_mean_and_survive_save(two_anomalies, tmp_path):
+    """``member_weights``: the fallback is the weighted mean of the members' robust z-scores (a member
+    not named weighs 1), the held-out threshold comes from the same weighting, and it is saved."""
+    xtr, xte = two_anomalies
+    kw = dict(seed=0, classic=False, selection="mean", members=("ocsvm", "iforest"),
+              member_params={"ocsvm": {"max_train_windows": 300}})
+    det = capmix.build_detector("ensemble", member_weights={"ocsvm": 3.0}, **kw).fit(xtr)
+    plain = capmix.build_detector("ensemble", **kw).fit(xtr)
+    (_, _, z_o, _), (_, _, z_i, _) = plain._member_candidates(det._check_input(xte, det.config.window))
+    scores = det.decision_function(xte)
+    np.testing.assert_allclose(scores, (3 * z_o + z_i) / 4, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(plain.decision_function(xte), (z_o + z_i) / 2, rtol=1e-9, atol=1e-9)
+    assert det.threshold_ != plain.threshold_  # the held-out tail is weighted alike
+    det.save(tmp_path / "m")
+    loaded = capmix.load_detector(tmp_path / "m")
+    assert loaded.config.member_weights == {"ocsvm": 3.0}
+    np.testing.assert_allclose(loaded.decision_function(xte), scores, rtol=1e-6, atol=1e-6)
+
+
 def test_every_ensemble_preset_in_params_builds():
     """params.yaml's presets merge over its ``ensemble`` section into a valid config; the aiops one
     averages CAPMix and OC-SVM with no classic candidates (docs/results.md)."""
@@ -248,6 +274,7 @@ def test_every_ensemble_preset_in_params_builds():
         build_detector("ensemble", params, preset=preset)
     aiops = build_detector("ensemble", params, preset="aiops").config
     assert aiops.members == aiops.fallback_members == ("capmix", "ocsvm")
+    assert aiops.member_weights == {"capmix": 0.6, "ocsvm": 0.4}  # chosen on the odd KPIs (docs/results.md)
     assert not aiops.classic and aiops.selection == "mean"
     for name in ("smd", "asd"):  # the multivariate sets: three members in units of held-out surprise
         mv = build_detector("ensemble", params, preset=name).config
