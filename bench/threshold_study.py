@@ -4,6 +4,8 @@
         --max-epochs 20 --seeds 0 --out DIR
     python bench/threshold_study.py --out DIR --report-only [--half even]
     python bench/threshold_study.py --out DIR --report-only --rules [--half even]
+    OMP_NUM_THREADS=1 python bench/threshold_study.py ... --members --out DIR   # ensembles: per-member scores too
+    python bench/threshold_study.py --out DIR --report-only --weights 0.5 0.6 0.7 [--half even]
 
 Each series is fitted once per seed exactly as ``capmix benchmark`` fits its cell (params, dataset
 preset, ``--max-epochs`` reaching CAPMix members); its held-out training scores (``val_scores_``, the
@@ -16,6 +18,10 @@ z is a knob chosen on the odd half; the even half is reported apart.
 of the held-out scores, a robust median + k * MAD rule (the held-out tail of a series with labelled
 anomalies in its training part holds some of them), and peaks-over-threshold (Siffer et al., KDD
 2017: a generalised Pareto fitted to the excesses over the 98th percentile, extrapolated to a risk q).
+
+``--weights`` scores w * member0 + (1 - w) * member1 of a two-member ensemble mean (fits saved with
+``--members``) at each w, thresholded by the shipped rule on the same weighting of the held-out tail:
+how ``member_weights`` was chosen for ``ensemble_presets.aiops``.
 """
 
 from __future__ import annotations
