@@ -78,3 +78,20 @@ def test_blocks_equal_the_conv1d_formulation():
     ref = nn.Sequential(conv, bn, nn.ReLU(), nn.MaxPool1d(2, 2, 1))
     x = torch.randn(5, 3, 64)
     torch.testing.assert_close(block(x.unsqueeze(2)).squeeze(2), ref(x), rtol=1e-5, atol=1e-5)
+
+
+def test_map_windows_takes_read_only_windows_without_a_torch_warning():
+    """Scoring a read-only array (a window view, a memory map, pandas' copy-on-write values) must not
+    hand torch a non-writable buffer: torch warns once per process, and writes would be undefined."""
+    import warnings
+
+    from capmix.detectors.capmix.training import map_windows
+
+    model = TCN(1, 32, 4, 8, 0.0).eval()
+    x = np.random.default_rng(0).standard_normal((10, 32, 1)).astype(np.float32)
+    x.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = map_windows(lambda xb: model(xb)[:, 1], model, x, 4, torch.device("cpu"))
+    assert out.shape == (10,)
+    assert not x.flags.writeable  # the caller's array is left as it was

@@ -266,7 +266,10 @@ def map_windows(fn: Callable[[torch.Tensor], torch.Tensor], model: TCN, x: np.nd
     amp = amp and device.type == "cuda"
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=amp):
         for start in range(0, x.shape[0], batch_size):
-            xb = torch.as_tensor(np.ascontiguousarray(x[start : start + batch_size])).to(device)
+            xb = x[start : start + batch_size]
+            if isinstance(xb, np.ndarray) and not (xb.flags.c_contiguous and xb.flags.writeable):
+                xb = np.array(xb)  # torch warns on read-only arrays (window views, memory maps); a batch copy is cheap
+            xb = torch.as_tensor(xb).to(device)
             out.append(fn(xb).float().cpu())
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
