@@ -68,6 +68,9 @@ METHODS = {
     # the whole-series sweep family (the ucr preset's scheme) under the default auto selection
     "ensemble-sweep": ("ensemble", {"scheme": "sweep"}),
     "ensemble-coi": ("ensemble", {"members": ("capmix", "ocsvm", "iforest"), "fallback_members": ("ocsvm", "iforest")}),
+    # CAPMix (density score) joins the pool AND the fallback's mean: the variant bench/ensemble_member_study.py
+    # chose for the library default (docs/results.md, fourth round)
+    "ensemble-all3": ("ensemble", {"members": ("capmix", "ocsvm", "iforest")}),
     # a trusted pick joins the fallback by the maximum instead of replacing it, and the fallback is
     # OC-SVM alone (IForest still competes on confidence): chosen on seen data, checked on unseen
     "ensemble-combine": ("ensemble", {"fallback_members": ("ocsvm",), "pick_combine": "max"}),
