@@ -84,6 +84,19 @@ def sample(series: list, k: int) -> list:
     return [series[int(i)] for i in np.linspace(0, len(series) - 1, k).round().astype(int)]
 
 
+def choose_series(ds: str, k: int, root: Path, holdout: int | None = None, ucr_half: str = "odd") -> list:
+    """The series a run scores: ``k`` evenly spaced ones of dataset ``ds`` (UCR: of the chosen half), or,
+    with ``holdout``, that many evenly spaced among those the ``k`` leave out."""
+    series = load_dataset(ds, root)
+    if ds == "ucr":  # knobs are chosen on the odd-numbered series; the even half is reported apart
+        series = [x for x in series if int(x.name.split("_")[0]) % 2 == (ucr_half == "odd")]
+    chosen = sample(series, k)
+    if holdout is not None:  # the series the sample left out (none of them shaped a default)
+        picked = {x.name for x in chosen}
+        chosen = sample([x for x in series if x.name not in picked], holdout)
+    return chosen
+
+
 def classifier_scores(det, test: np.ndarray, train: np.ndarray) -> dict:
     """A ``gde`` CAPMix's other window score from the same network: the classifier's p on the test
     and training parts (for offline combinations). Without a fitted density CAPMix scores windows by
@@ -167,13 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         counts = args.per_dataset * len(args.datasets) if len(args.per_dataset) == 1 else args.per_dataset
         for ds, k in zip(args.datasets, counts):
-            series = load_dataset(ds, args.root)
-            if ds == "ucr":  # knobs are chosen on the odd-numbered series; the even half is reported apart
-                series = [x for x in series if int(x.name.split("_")[0]) % 2 == (args.ucr_half == "odd")]
-            chosen = sample(series, k)
-            if args.holdout is not None:  # the series the sample left out (none of them shaped a default)
-                picked = {x.name for x in chosen}
-                chosen = sample([x for x in series if x.name not in picked], args.holdout)
+            chosen = choose_series(ds, k, args.root, args.holdout, args.ucr_half)
             for s in chosen[shard::n_shards]:
                 if not s.labels[s.train_end:].any():  # AUC-PR is undefined without a test anomaly
                     print(f"{ds:6s} skipped {s.name}: no anomaly in its test part", flush=True)

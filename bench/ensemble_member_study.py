@@ -41,9 +41,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import capmix.detectors.ensemble as ens  # noqa: E402
 from capmix import build_detector  # noqa: E402
-from capmix.data.loaders import load_dataset  # noqa: E402
 from capmix.evaluation.metrics import auc_scores  # noqa: E402
-from default_detectors import sample  # noqa: E402
+from default_detectors import choose_series  # noqa: E402
 
 MEMBERS = ("capmix", "ocsvm", "iforest")
 VARIANTS = {
@@ -133,12 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         counts = args.per_dataset * len(args.datasets) if len(args.per_dataset) == 1 else args.per_dataset
         for ds, k in zip(args.datasets, counts):
-            series = load_dataset(ds, args.root)
-            chosen = sample(series, k)
-            if args.holdout is not None:
-                picked = {x.name for x in chosen}
-                chosen = sample([x for x in series if x.name not in picked], args.holdout)
-            for s in chosen[shard::n_shards]:
+            for s in choose_series(ds, k, args.root, args.holdout)[shard::n_shards]:
                 target = args.out / ds / (s.name.replace("/", "__") + ".json")
                 if target.exists() or not s.labels[s.train_end:].any():
                     continue
