@@ -264,12 +264,14 @@ def map_windows(fn: Callable[[torch.Tensor], torch.Tensor], model: TCN, x: np.nd
     model.eval()
     out = []
     amp = amp and device.type == "cuda"
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=amp), \
+            warnings.catch_warnings():
+        # read-only input (window views, memory maps, pandas' copy-on-write values) is never written
+        # here; copying it instead would move batches in memory and change float32 results in the
+        # last digits between callers, so torch's warning about it is silenced
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
         for start in range(0, x.shape[0], batch_size):
-            xb = x[start : start + batch_size]
-            if isinstance(xb, np.ndarray) and not (xb.flags.c_contiguous and xb.flags.writeable):
-                xb = np.array(xb)  # torch warns on read-only arrays (window views, memory maps); a batch copy is cheap
-            xb = torch.as_tensor(xb).to(device)
+            xb = torch.as_tensor(np.ascontiguousarray(x[start : start + batch_size])).to(device)
             out.append(fn(xb).float().cpu())
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
