@@ -20,7 +20,9 @@ the pool, the fallback's members, the selection), so the variants differ in the 
 * ``capmix``: CAPMix alone (its robust z, the same ranking as ``capmix`` in ``default_detectors.py``).
 
 The series are chosen as ``bench/default_detectors.py`` chooses them (``--per-dataset``, ``--holdout``).
-Point AUC-PR of the test part, one JSON per series under ``--out``; reruns skip finished series.
+Point AUC-PR of the test part (UCR: also the archive rule's hit, and the report gives the accuracy),
+one JSON per series under ``--out``; reruns skip finished series. A UCR report covers the series run,
+so run one half per ``--out``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import capmix.detectors.ensemble as ens  # noqa: E402
 from capmix import build_detector  # noqa: E402
 from capmix.evaluation.metrics import auc_scores  # noqa: E402
+from capmix.evaluation.thresholds import ucr_archive_hit  # noqa: E402
 from default_detectors import choose_series  # noqa: E402
 
 MEMBERS = ("capmix", "ocsvm", "iforest")
@@ -82,19 +85,21 @@ def variant(det, members: tuple[str, ...], changes: dict):
     return sub
 
 
-def run_series(s, seed: int, train_labels: bool) -> dict:
+def run_series(s, seed: int, train_labels: bool, ucr: bool = False) -> dict:
     det = build_detector("ensemble", seed=seed, members=MEMBERS)
     y_train = s.labels[: s.train_end] if train_labels and s.labels is not None else None
     t0 = time.perf_counter()
     det.fit(s.values[: s.train_end], y_train)
     fit_s = time.perf_counter() - t0
     x, y = s.values[s.train_end:], s.labels[s.train_end:]
-    out = {"series": s.name, "fit_seconds": round(fit_s, 2), "auc_pr": {}, "chosen": {}}
+    out = {"series": s.name, "fit_seconds": round(fit_s, 2), "auc_pr": {}, "chosen": {}} | ({"ucr_hit": {}} if ucr else {})
     _cache.clear()
     for name, (members, changes) in VARIANTS.items():
         v = variant(det, members, changes)
         scores = v.decision_function(x)
         out["auc_pr"][name] = auc_scores(y, scores)[0]
+        if ucr:  # one anomaly per series: the archive's rule (METHOD.md section 6)
+            out["ucr_hit"][name] = bool(ucr_archive_hit(scores, y).hit)
         out["chosen"][name] = [str(ch.get("chosen")) for ch in v.selection_]
     out["seconds"] = round(time.perf_counter() - t0, 2)
     return out
@@ -108,7 +113,8 @@ def report(out: Path, datasets: list[str]) -> str:
         cells = [c for c in cells if "error" not in c]
         if not cells:
             continue
-        row = [100 * np.mean([c["auc_pr"][v] for c in cells]) for v in VARIANTS]
+        key = "ucr_hit" if ds == "ucr" else "auc_pr"  # UCR: archive-rule accuracy, else AUC-PR
+        row = [100 * np.mean([c[key][v] for c in cells]) for v in VARIANTS]
         means.append(row)
         lines.append(f"| {ds} | {len(cells)} | " + " | ".join(f"{r:.2f}" for r in row) + " |")
     if means:
@@ -126,19 +132,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-train-labels", dest="train_labels", action="store_false")
     ap.add_argument("--shard", default="0/1", help="I/N: every N-th series from the I-th")
+    ap.add_argument("--ucr-half", choices=["odd", "even"], default="odd", help="UCR: which half to run")
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args(argv)
     shard, n_shards = (int(v) for v in args.shard.split("/"))
     if not args.report_only:
         counts = args.per_dataset * len(args.datasets) if len(args.per_dataset) == 1 else args.per_dataset
         for ds, k in zip(args.datasets, counts):
-            for s in choose_series(ds, k, args.root, args.holdout)[shard::n_shards]:
+            for s in choose_series(ds, k, args.root, args.holdout, args.ucr_half)[shard::n_shards]:
                 target = args.out / ds / (s.name.replace("/", "__") + ".json")
                 if target.exists() or not s.labels[s.train_end:].any():
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    cell = run_series(s, args.seed, args.train_labels)
+                    cell = run_series(s, args.seed, args.train_labels, ucr=ds == "ucr")
                 except ValueError as exc:  # e.g. a training part too short for the ensemble
                     cell = {"series": s.name, "error": str(exc)}
                 target.write_text(json.dumps(cell))
