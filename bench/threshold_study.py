@@ -107,9 +107,7 @@ def member_arrays(det, x_tr: np.ndarray, x_te: np.ndarray) -> dict[str, np.ndarr
     """An ensemble's per-member scores (robust z on its member scale, as its mean averages them) of
     the test part and of the held-out training tail its threshold comes from (the split ``fit`` uses),
     so member weights can be scored on the same fits (``--weights``)."""
-    cfg = det.config
-    split = min(max(int(round(x_tr.shape[0] * (1.0 - cfg.val_fraction))), 2 * cfg.window),
-                x_tr.shape[0] - cfg.window)
+    split = det._validation_split(len(x_tr))
     test = det._member_candidates(as_series(x_te))
     tail = det._member_candidates(as_series(x_tr)[split:])
     return {"member_names": np.array([k for k, *_ in test]),

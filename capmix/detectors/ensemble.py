@@ -244,13 +244,17 @@ class EnsembleDetector(BaseDetector):
         self.periods_ = [estimate_period(X[:, c], cfg.min_period, cfg.max_period) for c in range(X.shape[1])]
         self.members_ = [m.fit(X, labels, on_epoch=on_epoch) for m in self._unfitted_members()]
         # threshold: score the held-out tail against a reference that ends before it
-        split = min(max(int(round(X.shape[0] * (1.0 - cfg.val_fraction))), 2 * cfg.window),
-                    X.shape[0] - cfg.window)
+        split = self._validation_split(X.shape[0])
         self.reference_ = X[:split]
         val = self._scores(X[split:])
         self.reference_ = X
         self._set_threshold(val, cfg.threshold_z)
         return self
+
+    def _validation_split(self, n: int) -> int:
+        """Where the held-out tail that sets ``threshold_`` starts in an ``n``-point training series."""
+        cfg = self.config
+        return min(max(int(round(n * (1.0 - cfg.val_fraction))), 2 * cfg.window), n - cfg.window)
 
     def fit_report(self) -> dict[str, Any]:
         report: dict[str, Any] = {"period": self.periods_[0] if len(self.periods_) == 1 else None}
