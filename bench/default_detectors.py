@@ -55,6 +55,8 @@ METHODS = {
     "iforest": ("iforest", {}),
     "ocsvm": ("ocsvm", {}),
     "mp": ("mp", {}),
+    # the library default: CAPMix (density), OC-SVM and IForest in the pool and the fallback since the
+    # eleventh session (the same as ensemble-all3); ensemble-oi is the default before it
     "ensemble": ("ensemble", {}),
     # the ensemble as shipped before multivariate input was scored on the joint window
     # (bench/ensemble_fallback_study.py): every channel's own choice, combined by the maximum
@@ -73,7 +75,8 @@ METHODS = {
     "ensemble-all3": ("ensemble", {"members": ("capmix", "ocsvm", "iforest")}),
     # a trusted pick joins the fallback by the maximum instead of replacing it, and the fallback is
     # OC-SVM alone (IForest still competes on confidence): chosen on seen data, checked on unseen
-    "ensemble-combine": ("ensemble", {"fallback_members": ("ocsvm",), "pick_combine": "max"}),
+    "ensemble-combine": ("ensemble", {"members": ("ocsvm", "iforest"), "fallback_members": ("ocsvm",),
+                                      "pick_combine": "max"}),
 }
 
 

@@ -12,9 +12,10 @@ Each series is fitted ONCE, as an ensemble whose members are CAPMix, OC-SVM and 
 scored from that one fit by changing only settings that ``fit`` does not read (members left out of
 the pool, the fallback's members, the selection), so the variants differ in the rule and nothing else:
 
-* ``shipped``: the library default (members OC-SVM and IForest, ``auto`` over the period-tied classic
-  candidates, fallback their mean); it must reproduce ``bench/default_detectors.py``'s ensemble cells;
-* ``all3``: CAPMix joins, and the fallback averages all three members;
+* ``shipped``: the library default until the eleventh session (members OC-SVM and IForest, ``auto`` over
+  the period-tied classic candidates, fallback their mean); it must reproduce ``bench/default_detectors.py``'s
+  ``ensemble-oi`` cells;
+* ``all3``: CAPMix joins, and the fallback averages all three members (the library default since);
 * ``capmix+ocsvm``: CAPMix joins, the fallback averages CAPMix and OC-SVM (IForest competes on confidence);
 * ``mean3``, ``mean2``: no classic candidates, the plain mean of the three / of CAPMix and OC-SVM;
 * ``capmix``: CAPMix alone (its robust z, the same ranking as ``capmix`` in ``default_detectors.py``).

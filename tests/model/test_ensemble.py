@@ -8,6 +8,10 @@ import pytest
 import capmix
 from capmix.detectors.ensemble import EnsembleConfig, EnsembleDetector
 
+# the tests of the ensemble's mechanics use the window-only pool: two fast members whose roles are
+# easy to read; the default pool (CAPMix joins them) has its own test below
+WINDOW = ("ocsvm", "iforest")
+
 
 def _series(n_train: int = 1200, n_test: int = 800, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Two channels: a noisy sine, and a channel that is CONSTANT in training and has one spike in test."""
@@ -39,15 +43,35 @@ def data():
 @pytest.fixture(scope="module")
 def joint(data):
     xtr, _ = data
-    return capmix.build_detector("ensemble", seed=0, multivariate="joint").fit(xtr)
+    return capmix.build_detector("ensemble", seed=0, members=WINDOW, multivariate="joint").fit(xtr)
 
 
 def test_default_is_per_channel_with_the_members_fallback():
     """Joint lost on SMAP/MSL, the data kept for the check (docs/results.md): per channel stays the default."""
     cfg = EnsembleConfig()
     assert cfg.multivariate == "per_channel"
-    assert cfg.members == ("ocsvm", "iforest") and cfg.selection == "auto" and cfg.min_confidence == 0.3
+    assert cfg.members == ("capmix", "ocsvm", "iforest") and cfg.selection == "auto" and cfg.min_confidence == 0.3
     assert cfg.fallback == "members" and cfg.fallback_members is None
+
+
+def test_default_pool_averages_capmix_density_with_the_window_members(data, tmp_path):
+    """The default pool (docs/results.md, "Fourth round"): CAPMix, scored by the Gaussian density of its
+    features, competes on confidence and joins OC-SVM and IForest in the fallback mean; a saved model
+    scores the same."""
+    xtr, xte = data
+    det = capmix.build_detector("ensemble", seed=0, min_confidence=np.inf,  # never trust a pick: the fallback
+                                member_params={"capmix": {"max_epochs": 2, "min_epochs": 1}}).fit(xtr[:, :1])
+    assert det._member_names() == ["capmix", "ocsvm", "iforest"]
+    assert det.members_[0].config.window_score == "gde"
+    scores = det.decision_function(xte[:, :1])
+    assert det.selection_[0]["chosen"] == "mean"
+    members = det._member_candidates(det._check_input(xte[:, :1], det.config.window))
+    assert [k for k, _, _, _ in members] == ["capmix", "ocsvm", "iforest"]
+    np.testing.assert_allclose(scores, np.mean([z for _, _, z, _ in members], axis=0), rtol=1e-9, atol=1e-9)
+    det.save(tmp_path / "m")
+    loaded = capmix.load_detector(tmp_path / "m")
+    assert loaded._member_names() == ["capmix", "ocsvm", "iforest"]
+    np.testing.assert_allclose(loaded.decision_function(xte[:, :1]), scores, rtol=1e-5, atol=1e-5)
 
 
 def test_multivariate_scores_are_the_joint_members_mean(joint, data):
@@ -65,7 +89,7 @@ def test_per_channel_maximum_is_what_the_joint_default_avoids(joint, data):
     """Per channel, the training-constant channel's spike is a confident pick with robust z in the
     billions, and the maximum over channels is that pick: the failure seen on ASD and SMD."""
     xtr, xte = data
-    old = capmix.build_detector("ensemble", seed=0, multivariate="per_channel").fit(xtr)
+    old = capmix.build_detector("ensemble", seed=0, members=WINDOW, multivariate="per_channel").fit(xtr)
     s_old = old.decision_function(xte)
     assert [ch["channel"] for ch in old.selection_] == [0, 1]
     assert old.selection_[1]["chosen"] != "mean"  # the constant channel's spike was picked
@@ -78,7 +102,8 @@ def test_per_channel_maximum_is_what_the_joint_default_avoids(joint, data):
 
 def test_joint_selection_confidence_keeps_the_most_confident_member(data):
     xtr, xte = data
-    det = capmix.build_detector("ensemble", seed=0, selection="confidence", multivariate="joint").fit(xtr)
+    det = capmix.build_detector("ensemble", seed=0, members=WINDOW, selection="confidence",
+                                multivariate="joint").fit(xtr)
     scores = det.decision_function(xte)
     info = det.selection_[0]
     assert isinstance(info["chosen"], int) and info["chosen"] in (0, 1)
@@ -89,7 +114,7 @@ def test_joint_selection_confidence_keeps_the_most_confident_member(data):
 def test_univariate_and_memberless_inputs_are_unchanged(data):
     """The joint rule touches neither univariate input (UCR, NAB, AIOps) nor the ucr preset (no members)."""
     xtr, xte = data
-    uni = [capmix.build_detector("ensemble", seed=0, multivariate=m).fit(xtr[:, :1]) for m in ("joint", "per_channel")]
+    uni = [capmix.build_detector("ensemble", seed=0, members=WINDOW, multivariate=m).fit(xtr[:, :1]) for m in ("joint", "per_channel")]
     np.testing.assert_array_equal(uni[0].decision_function(xte[:, :1]), uni[1].decision_function(xte[:, :1]))
     assert uni[0].selection_[0]["channel"] == 0
     bare = capmix.build_detector("ensemble", seed=0, members=(), selection="confidence").fit(xtr)
@@ -193,14 +218,16 @@ def test_a_trusted_pick_replaces_or_joins_the_fallback(two_anomalies, combine):
     """``pick_combine``: a trusted pick (here every pick is trusted) replaces the members' fallback,
     or joins it by the mean or the maximum of the two robust z-scores."""
     xtr, xte = two_anomalies
-    det = capmix.build_detector("ensemble", seed=0, min_confidence=-1.0, pick_combine=combine).fit(xtr)
+    det = capmix.build_detector("ensemble", seed=0, members=WINDOW, min_confidence=-1.0,
+                                pick_combine=combine).fit(xtr)
     s = det.decision_function(xte)
     info = det.selection_[0]
     assert info["chosen"] != "mean"
     x = det._check_input(xte, det.config.window)
     members = det._member_candidates(x)
     fallback = np.mean([z for _, _, z, _ in members], axis=0)
-    bare = capmix.build_detector("ensemble", seed=0, min_confidence=-1.0, pick_combine="replace").fit(xtr)
+    bare = capmix.build_detector("ensemble", seed=0, members=WINDOW, min_confidence=-1.0,
+                                 pick_combine="replace").fit(xtr)
     pick = bare.decision_function(xte)
     expected = {"replace": pick, "mean": (pick + fallback) / 2, "max": np.maximum(pick, fallback)}[combine]
     np.testing.assert_allclose(s, expected, rtol=1e-9, atol=1e-9)
@@ -210,7 +237,8 @@ def test_a_trusted_pick_replaces_or_joins_the_fallback(two_anomalies, combine):
 
 def test_an_untrusted_pick_leaves_the_fallback_alone_whatever_the_combination(two_anomalies):
     xtr, xte = two_anomalies
-    scores = [capmix.build_detector("ensemble", seed=0, min_confidence=np.inf, pick_combine=c).fit(xtr)
+    scores = [capmix.build_detector("ensemble", seed=0, members=WINDOW, min_confidence=np.inf,
+                                    pick_combine=c).fit(xtr)
               .decision_function(xte) for c in ("replace", "mean", "max")]
     np.testing.assert_array_equal(scores[0], scores[1])
     np.testing.assert_array_equal(scores[0], scores[2])
@@ -218,7 +246,7 @@ def test_an_untrusted_pick_leaves_the_fallback_alone_whatever_the_combination(tw
 
 def test_pick_combine_survives_save_and_old_files_keep_replacing(two_anomalies, tmp_path):
     xtr, xte = two_anomalies
-    det = capmix.build_detector("ensemble", seed=0, pick_combine="mean").fit(xtr)
+    det = capmix.build_detector("ensemble", seed=0, members=WINDOW, pick_combine="mean").fit(xtr)
     det.save(tmp_path / "m")
     loaded = capmix.load_detector(tmp_path / "m")
     assert loaded.config.pick_combine == "mean"
@@ -308,7 +336,7 @@ def test_member_scale_tail_puts_members_in_the_same_units_and_survives_save(two_
     """``tail``: the mean of the members' held-out surprise; saved with the model, and files written
     before the option keep averaging robust z-scores."""
     xtr, xte = two_anomalies
-    kw = dict(seed=0, classic=False, selection="mean")
+    kw = dict(seed=0, members=WINDOW, classic=False, selection="mean")
     det = capmix.build_detector("ensemble", member_scale="tail", **kw).fit(xtr)
     plain = capmix.build_detector("ensemble", **kw).fit(xtr)
     x = det._check_input(xte, det.config.window)
