@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -216,3 +220,40 @@ def test_generate_dataset_round_trip(tmp_path: Path) -> None:
     catalogue = meta["anomalies"][written[0].name]
     assert {a["type"] for a in catalogue} <= {str(t) for t in ALL_ANOMALY_TYPES}
     assert sum(a["stop"] - a["start"] for a in catalogue) == int(written[0].labels.sum())
+
+
+_WRITE_DEFAULT = """
+import sys
+from capmix.config import load_params
+from capmix.data.synthetic import generate_dataset
+generate_dataset(load_params(sys.argv[1]).generate.generator(), sys.argv[2])
+"""
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="OPENBLAS_CORETYPE names x86 kernels; this machine is not x86-64")
+def test_default_dataset_file_is_the_same_with_another_blas_kernel(tmp_path: Path) -> None:
+    # The default data's DVC hash must not depend on the CPU. numpy's OpenBLAS picks its kernel
+    # per CPU (OPENBLAS_CORETYPE forces one): the oldest x86-64 kernel sums the generator's
+    # matrix products in another order than this CPU's, which changed the last bits of the values
+    # (and the file's md5) before the generator rounded them (``decimals``).
+    root = Path(__file__).resolve().parents[2]
+    files = []
+    for coretype in (None, "Prescott"):
+        env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+        if coretype:
+            env["OPENBLAS_CORETYPE"] = coretype
+        out = tmp_path / f"{coretype or 'native'}.parquet"
+        subprocess.run([sys.executable, "-c", _WRITE_DEFAULT, str(root / "params.yaml"), str(out)],
+                       env=env, check=True, cwd=root)
+        files.append(out.read_bytes())
+    assert files[0] == files[1]
+
+
+def test_rounding_keeps_values_equal_to_the_clean_twin_outside_anomalies() -> None:
+    for decimals in (None, 2):
+        item = generate_detailed(_config(n_series=1, decimals=decimals))[0]
+        outside = item.series.labels == 0
+        assert np.array_equal(item.series.values[outside], item.clean[outside])
+        if decimals is not None:
+            assert np.array_equal(item.clean, np.round(item.clean, decimals))
