@@ -379,6 +379,11 @@ def check_repro(w: World, command: str, out: str, shell: Shell, before: dict) ->
         assert w.metrics() == before["metrics"]
 
 
+def check_reproduced(w: World, command: str, out: str, shell: Shell, before: dict) -> None:
+    """The comparison with the clone's commit passed (exit 0 is asserted for every command) and says so."""
+    assert "check_reproduced: data" in out and "not reproduced" not in out, _tail(out)
+
+
 def check_experiment(w: World, command: str, out: str, shell: Shell, before: dict) -> None:
     """The experiment ran with the -S values now in params.yaml, and the registry metric changed."""
     assert "Ran experiment(s)" in out, _tail(out)
@@ -430,6 +435,7 @@ CHECKS = [
     (r"prefect work-pool create\b", check_work_pool),
     (r"prefect deploy\b", check_deploy),
     (r"dvc repro\b", check_repro),
+    (r"python scripts/check_reproduced\.py\b", check_reproduced),
     (r"dvc exp run\b", check_experiment),
     (r"capmix promote\b", check_promote),
     (r"capmix rollback\b", check_rollback),
