@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from capmix.detectors.base import BaseDetector, as_series
+from capmix.detectors.matrix_profile import stump
 from capmix.windows import StandardScaler, point_scores, sliding_windows
 
 
@@ -279,15 +280,13 @@ class MatrixProfileDiscord(WindowBaseline):
         self.reference_ = np.ascontiguousarray(weights["reference"], dtype=np.float64)
 
     def _score_points(self, X: np.ndarray) -> np.ndarray:
-        import stumpy
-
         X = np.asarray(X, dtype=np.float64)  # stumpy wants float64; the scaler gives float32
         m = self.window
         if X.shape[0] < m:
             raise ValueError(f"series of {X.shape[0]} points is shorter than one window ({m})")
         prof = np.zeros(X.shape[0] - m + 1)
         for c in range(X.shape[1]):
-            mp = stumpy.stump(np.ascontiguousarray(X[:, c]), m, T_B=self.reference_[:, c], ignore_trivial=False)
+            mp = stump(X[:, c], m, self.reference_[:, c])
             d = np.asarray(mp[:, 0], dtype=np.float64)
             prof += np.where(np.isfinite(d), d, 0.0)
         prof /= X.shape[1]

@@ -24,6 +24,8 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
+from capmix.detectors.matrix_profile import stump
+
 __all__ = [
     "aggregate",
     "candidate_scores",
@@ -117,12 +119,7 @@ def _centre_profile(profile: np.ndarray, m: int, first: int, length: int) -> np.
 
 def _stump(a: np.ndarray, m: int, b: np.ndarray | None, normalize: bool) -> np.ndarray:
     """Matrix profile distances of ``a`` (self-join when ``b`` is None, else AB-join to ``b``)."""
-    import stumpy  # local import: only the join scores need it (numba compile on first call)
-
-    if b is None:
-        out = stumpy.stump(a, m, normalize=normalize)
-    else:
-        out = stumpy.stump(a, m, T_B=b, ignore_trivial=False, normalize=normalize)
+    out = stump(a, m, b, normalize=normalize)
     p = np.asarray(out[:, 0], dtype=np.float64)
     p[~np.isfinite(p)] = np.nan
     return np.nan_to_num(p, nan=np.nanmax(p) if np.isfinite(p).any() else 0.0)

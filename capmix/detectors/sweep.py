@@ -43,6 +43,7 @@ import pandas as pd
 
 from capmix.detectors.classic import aggregate, expand
 from capmix.detectors.confidence import peak_ratio
+from capmix.detectors.matrix_profile import stump
 
 __all__ = ["ROLL_KINDS", "JOIN_KINDS", "NOVELTY_KINDS", "activity_weight", "candidate_ratio", "edge_taper", "sweep_candidates",
            "sweep_windows", "whole_scores"]
@@ -126,9 +127,7 @@ def _roll(x: np.ndarray, window: int, kinds: Sequence[str], small_quantile: floa
 
 def _profile(a: np.ndarray, m: int, b: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Matrix profile distances and nearest-neighbour indices (self-join, or AB-join to ``b``)."""
-    import stumpy  # local import: numba compiles on first use
-
-    out = stumpy.stump(a, m) if b is None else stumpy.stump(a, m, T_B=b, ignore_trivial=False)
+    out = stump(a, m, b)
     p = np.asarray(out[:, 0], dtype=np.float64)
     p[~np.isfinite(p)] = 0.0
     return p, np.asarray(out[:, 1], dtype=np.int64)
