@@ -54,6 +54,8 @@ METHODS = {
     "capmix-classifier": ("capmix", {"window_score": "classifier"}),
     "iforest": ("iforest", {}),
     "ocsvm": ("ocsvm", {}),
+    # each point's distance from the training mean in training stds (RMS over channels): no model
+    "zscore": ("zscore", {}),
     "mp": ("mp", {}),
     # the library default: CAPMix (density), OC-SVM and IForest in the pool and the fallback since the
     # eleventh session (the same as ensemble-all3); ensemble-oi is the default before it

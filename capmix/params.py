@@ -307,6 +307,7 @@ class BaselinesParams(_Section):
     ocsvm: OCSVMParams = Field(default_factory=OCSVMParams)
     deepsvdd: DeepSVDDParams = Field(default_factory=DeepSVDDParams)
     mp: MPParams = Field(default_factory=MPParams)
+    zscore: RandomParams = Field(default_factory=RandomParams)  # no hyperparameters of its own
 
 
 # sections whose model lives in a torch- or harness-heavy module: built on first validation

@@ -4,7 +4,7 @@
 more anomalous) and ``threshold_`` is the deployable (validation-protocol) threshold in the
 same units. The models themselves come from maintained libraries: scikit-learn (Isolation
 Forest, OC-SVM), PyOD (Deep SVDD) and stumpy (matrix-profile discords, the idea behind
-DAMP). Only the windowing and thresholding glue lives here, shared by all of them.
+DAMP); the point z-score needs nothing beyond the scaler. Only the windowing and thresholding glue lives here, shared by all of them.
 
 The deployable threshold follows CAPMix's rule exactly: the detector is fitted on the first
 ``1 - val_fraction`` of the training period and the threshold is mean + z * std of the
@@ -153,6 +153,26 @@ class RandomScorer(WindowBaseline):
 
     def _score_points(self, X: np.ndarray) -> np.ndarray:
         return self.rng_.random(X.shape[0])
+
+
+class PointZScore(WindowBaseline):
+    """How far each point lies from the training mean, in training standard deviations.
+
+    The score is the root mean square over channels of the standardised values, i.e. a diagonal
+    Gaussian's Mahalanobis distance divided by sqrt(C): no model, no window, nothing to tune. It is
+    the floor every learned detector has to clear: simple distances of this kind match or beat
+    deep detectors on multivariate benchmarks such as SMD (Sarfraz et al., "Position: Quo Vadis,
+    Unsupervised Time Series Anomaly Detection?", ICML 2024). A channel constant in training keeps
+    std 1 (the scaler's rule), so any movement there counts in its own units.
+    """
+
+    kind = "zscore"
+
+    def _fit_points(self, X: np.ndarray) -> None:
+        pass  # the scaler fitted in ``fit`` is the whole model
+
+    def _score_points(self, X: np.ndarray) -> np.ndarray:
+        return np.sqrt(np.mean(np.square(X, dtype=np.float64), axis=1))
 
 
 class WindowIForest(_SkopsModel, WindowBaseline):

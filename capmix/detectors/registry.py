@@ -59,6 +59,7 @@ REGISTRY: dict[str, Entry] = {
     "deepsvdd": _baseline("WindowDeepSVDD", "deepsvdd"),
     "mp": _baseline("MatrixProfileDiscord", "mp"),
     "random": _baseline("RandomScorer", "random"),
+    "zscore": _baseline("PointZScore", "zscore"),
     "ensemble": Entry("capmix.detectors.ensemble:EnsembleDetector", "ensemble", section="ensemble",
                       shared=_SEGMENTS),
 }

@@ -64,6 +64,30 @@ def test_random_scorer_is_seeded_and_uninformative(cfg):
     assert 0.3 < auc_scores(yte, a)[1] < 0.7
 
 
+def test_zscore_is_the_rms_of_standardised_values(cfg):
+    rng = np.random.default_rng(1)
+    xtr = rng.normal([0.0, 10.0, 5.0], [1.0, 3.0, 0.0], size=(500, 3))  # the third channel constant
+    xte = rng.normal([0.0, 10.0, 5.0], [2.0, 3.0, 0.5], size=(200, 3))
+    det = build_detector("zscore", load_params("params.yaml"), window=cfg.window, stride=cfg.stride).fit(xtr)
+    std = xtr.std(axis=0)
+    z = (xte - xtr.mean(axis=0)) / np.where(std > 0, std, 1.0)  # a constant channel keeps its own units
+    np.testing.assert_allclose(det.decision_function(xte), np.sqrt((z ** 2).mean(axis=1)), rtol=1e-5)
+
+
+def test_zscore_cannot_see_a_change_of_shape_within_the_training_range(cfg):
+    # its blind spot, by construction: a sine whose period halves keeps every value in range
+    t = np.arange(4000)
+    x = np.sin(2 * np.pi * t / 40)
+    x[3000:3200] = np.sin(2 * np.pi * t[3000:3200] / 20)
+    y = np.zeros(2000, np.int8)
+    y[1000:1200] = 1
+    params = load_params("params.yaml")
+    z = build_detector("zscore", params, window=cfg.window, stride=cfg.stride).fit(x[:2000, None])
+    mp = build_detector("mp", params, window=cfg.window, stride=cfg.stride).fit(x[:2000, None])
+    assert auc_scores(y, z.decision_function(x[2000:, None]))[1] < 0.6
+    assert auc_scores(y, mp.decision_function(x[2000:, None]))[1] > 0.9
+
+
 def test_too_short_training_series_is_refused(cfg):
     det = build_detector("iforest", load_params("params.yaml"), seed=0, window=cfg.window, stride=cfg.stride)
     with pytest.raises(ValueError, match="at least two windows"):
