@@ -7,7 +7,7 @@ by the Gaussian density of its features (``window_score: gde``).
         --per-dataset 1000 --shard 0/2
     python bench/ensemble_member_study.py --out DIR --datasets nab aiops asd merlion aiops-prelim --report-only
 
-Each series is fitted ONCE, as an ensemble whose members are CAPMix, OC-SVM and Isolation Forest
+Each series is fitted ONCE, as an ensemble whose members are CAPMix, OC-SVM, Isolation Forest and the z-score
 (library defaults, seed 0, training labels passed as the pipeline does); every variant below is then
 scored from that one fit by changing only settings that ``fit`` does not read (members left out of
 the pool, the fallback's members, the selection), so the variants differ in the rule and nothing else:
@@ -18,7 +18,10 @@ the pool, the fallback's members, the selection), so the variants differ in the 
 * ``all3``: CAPMix joins, and the fallback averages all three members (the library default since);
 * ``capmix+ocsvm``: CAPMix joins, the fallback averages CAPMix and OC-SVM (IForest competes on confidence);
 * ``mean3``, ``mean2``: no classic candidates, the plain mean of the three / of CAPMix and OC-SVM;
-* ``capmix``: CAPMix alone (its robust z, the same ranking as ``capmix`` in ``default_detectors.py``).
+* ``capmix``: CAPMix alone (its robust z, the same ranking as ``capmix`` in ``default_detectors.py``);
+* ``all4``, ``zpool`` (fourteenth session): the point z-score (``zscore``) also in the pool and the
+  fallback / in the pool only, competing on confidence. The fit holds all four members since then;
+  every other variant leaves the z-score out, so it scores as before.
 
 The series are chosen as ``bench/default_detectors.py`` chooses them (``--per-dataset``, ``--holdout``).
 Point AUC-PR of the test part (UCR: also the archive rule's hit, and the report gives the accuracy),
@@ -48,12 +51,16 @@ from capmix.evaluation.metrics import auc_scores  # noqa: E402
 from capmix.evaluation.thresholds import ucr_archive_hit  # noqa: E402
 from default_detectors import choose_series  # noqa: E402
 
-MEMBERS = ("capmix", "ocsvm", "iforest")
+MEMBERS = ("capmix", "ocsvm", "iforest", "zscore")
+ALL3 = ("capmix", "ocsvm", "iforest")
 VARIANTS = {
     "shipped": (("ocsvm", "iforest"), {}),
-    "all3": (MEMBERS, {}),
-    "capmix+ocsvm": (MEMBERS, {"fallback_members": ("capmix", "ocsvm")}),
-    "mean3": (MEMBERS, {"classic": False, "selection": "mean"}),
+    "all3": (ALL3, {}),
+    "capmix+ocsvm": (ALL3, {"fallback_members": ("capmix", "ocsvm")}),
+    "mean3": (ALL3, {"classic": False, "selection": "mean"}),
+    # the point z-score (fourteenth session): in the pool and the fallback / in the pool only
+    "all4": (MEMBERS, {}),
+    "zpool": (MEMBERS, {"fallback_members": ALL3}),
     "mean2": (("capmix", "ocsvm"), {"classic": False, "selection": "mean"}),
     "capmix": (("capmix",), {"classic": False, "selection": "mean"}),
 }
