@@ -278,8 +278,8 @@ class _Baseline(_Partial):
     max_train_windows: int | None = Field(None, ge=1)
 
 
-class RandomParams(_Partial):
-    pass
+class NoParams(_Partial):
+    """A baseline without hyperparameters of its own (``random``, ``zscore``): only ``{}`` is valid."""
 
 
 class IForestParams(_Baseline):
@@ -302,12 +302,12 @@ class MPParams(_Partial):
 class BaselinesParams(_Section):
     """``baselines.<name>``: each baseline's keyword arguments (unset: the class default)."""
 
-    random: RandomParams = Field(default_factory=RandomParams)
+    random: NoParams = Field(default_factory=NoParams)
     iforest: IForestParams = Field(default_factory=IForestParams)
     ocsvm: OCSVMParams = Field(default_factory=OCSVMParams)
     deepsvdd: DeepSVDDParams = Field(default_factory=DeepSVDDParams)
     mp: MPParams = Field(default_factory=MPParams)
-    zscore: RandomParams = Field(default_factory=RandomParams)  # no hyperparameters of its own
+    zscore: NoParams = Field(default_factory=NoParams)
 
 
 # sections whose model lives in a torch- or harness-heavy module: built on first validation

@@ -4,7 +4,8 @@
 more anomalous) and ``threshold_`` is the deployable (validation-protocol) threshold in the
 same units. The models themselves come from maintained libraries: scikit-learn (Isolation
 Forest, OC-SVM), PyOD (Deep SVDD) and stumpy (matrix-profile discords, the idea behind
-DAMP); the point z-score needs nothing beyond the scaler. Only the windowing and thresholding glue lives here, shared by all of them.
+DAMP); the point z-score needs nothing beyond the scaler. Only the windowing and thresholding
+glue lives here, shared by all of them.
 
 The deployable threshold follows CAPMix's rule exactly: the detector is fitted on the first
 ``1 - val_fraction`` of the training period and the threshold is mean + z * std of the
