@@ -484,7 +484,10 @@ def _unknown(loc: tuple[Any, ...], source: str) -> str:
     name = str(loc[-1])
     what = "section" if len(loc) == 1 else "key"
     close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-    hint = f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(valid)}"
+    if close:
+        hint = f"did you mean {close[0]!r}?"
+    else:  # a section without keys of its own (baselines.random, baselines.zscore) says so
+        hint = f"valid: {', '.join(valid)}" if valid else "this section takes no keys: leave it {}"
     return f"{source}{' ' + where if where else ''}: unknown {what} {name!r}; {hint}"
 
 

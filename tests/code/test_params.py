@@ -76,6 +76,15 @@ def test_unknown_key_in_a_nested_section():
         parse_params(raw)
 
 
+def test_a_key_in_a_section_that_takes_none_says_so():
+    raw = _raw()
+    raw["baselines"]["zscore"] = {"window": 32}
+    with pytest.raises(ParamsError) as exc:
+        parse_params(raw)
+    assert str(exc.value) == ("params.yaml baselines.zscore: unknown key 'window'; "
+                              "this section takes no keys: leave it {}")
+
+
 def test_bad_value_and_credentials_are_refused(tmp_path):
     raw = _raw()
     raw["register"]["margin"] = "lots"
